@@ -1,0 +1,19 @@
+#!/bin/sh
+# Runs inside the image root (Dockerfile) or chrooted into it (debootstrap path).
+set -eu
+# Units that make no sense in a container
+for unit in getty@tty1.service systemd-logind.service console-getty.service \
+            systemd-udevd.service systemd-udev-trigger.service systemd-networkd-wait-online.service; do
+    systemctl mask "$unit" >/dev/null 2>&1 || true
+done
+systemctl enable ssh.service >/dev/null 2>&1 || true
+# Host keys are made at first boot, so every container has its own
+rm -f /etc/ssh/ssh_host_*
+mkdir -p /etc/systemd/system/ssh.service.d
+cat > /etc/systemd/system/ssh.service.d/hostkeys.conf <<'UNIT'
+[Service]
+ExecStartPre=/usr/bin/ssh-keygen -A
+UNIT
+mkdir -p /root/.ssh && chmod 700 /root/.ssh
+# An EC2 image has no machine id baked in either
+: > /etc/machine-id
