@@ -34,7 +34,6 @@ rm -f "$root/tmp/prepare.sh"
 rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/archives/*.deb
 tar -C "$root" -c . | docker import \
     -c 'CMD ["/lib/systemd/systemd"]' \
-    -c 'STOPSIGNAL SIGRTMIN+3' \
     -c "LABEL togglemaster.definition=$hash" \
     - "$image" >/dev/null
 echo "build-image: built $image ($hash)"
