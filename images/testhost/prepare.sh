@@ -12,7 +12,9 @@ rm -f /etc/ssh/ssh_host_*
 mkdir -p /etc/systemd/system/ssh.service.d
 cat > /etc/systemd/system/ssh.service.d/hostkeys.conf <<'UNIT'
 [Service]
+ExecStartPre=
 ExecStartPre=/usr/bin/ssh-keygen -A
+ExecStartPre=/usr/sbin/sshd -t
 UNIT
 mkdir -p /root/.ssh && chmod 700 /root/.ssh
 # An EC2 image has no machine id baked in either
