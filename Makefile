@@ -1,0 +1,43 @@
+# ToggleMaster Deploy — task runner. `make help` lists the targets.
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+VENV := $(CURDIR)/.venv
+export PATH := $(VENV)/bin:$(PATH)
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+
+.DEFAULT_GOAL := help
+.PHONY: help setup image lint test test-repo test-service test-molecule \
+        test-provision test-platform test-deploy demo demo-down bench-service bench-deploy
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+setup: ## Install prerequisites, create .venv, build the test host image (safe to re-run)
+	bash scripts/setup.sh
+
+image: ## Build the test host image when its definition changed
+	bash scripts/build-image.sh
+
+lint: ## yamllint and ansible-lint (production profile, offline)
+	yamllint --strict .
+	ansible-lint
+
+test: lint test-repo test-service test-molecule ## Lint, then every test suite
+
+test-repo: ## Repository tests: collections, variable layering, configuration safety
+	pytest tests
+
+test-service: ## The service's tests against a real PostgreSQL
+	pytest service/tests
+
+test-molecule: image ## Every molecule scenario: converge, idempotence, verify, destroy
+	molecule test --all
+
+test-provision: ## Provisioning against the emulated AWS API
+	molecule test -s provision
+
+test-platform: image ## Host platform roles: base, postgresql, reverse_proxy
+	molecule test -s platform
+
+test-deploy: image ## Deploy, rollout, rollback and validation on systemd containers
+	molecule test -s deploy

@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# One-command setup of the control node (`make setup`). Safe to re-run.
+#
+# - On Debian/Ubuntu as root: installs what is missing (Docker engine, debootstrap, PostgreSQL,
+#   wrk) and starts the Docker engine when none answers.
+# - Elsewhere: says exactly what is missing and how to get it, and stops.
+# - Creates .venv/ from the pinned requirements.txt (ansible with its bundled collections, so
+#   no Ansible Galaxy access is needed) plus the service in editable mode with its test extras.
+#   pip runs again only when requirements.txt or service/pyproject.toml change.
+# - Builds the test host image (only when its definition changed).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf 'setup: %s\n' "$*"; }
+die() { printf 'setup: %s\n' "$*" >&2; exit 1; }
+
+# ---------------------------------------------------------------- system prerequisites
+missing_pkgs=()
+have_postgres() { compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; }
+# A Docker engine: the client alone is not enough, but an engine that already answers is.
+if ! docker info >/dev/null 2>&1; then
+    command -v dockerd >/dev/null || missing_pkgs+=(docker.io)
+fi
+command -v docker >/dev/null || missing_pkgs+=(docker.io)
+command -v debootstrap >/dev/null || missing_pkgs+=(debootstrap)
+have_postgres || missing_pkgs+=(postgresql)
+command -v wrk >/dev/null || missing_pkgs+=(wrk)
+command -v ssh >/dev/null || missing_pkgs+=(openssh-client)
+python3 -c 'import venv, ensurepip' 2>/dev/null || missing_pkgs+=(python3-venv)
+# Deduplicate
+if [ "${#missing_pkgs[@]}" -gt 0 ]; then
+    mapfile -t missing_pkgs < <(printf '%s\n' "${missing_pkgs[@]}" | awk '!seen[$0]++')
+fi
+
+is_debian_like() {
+    [ -r /etc/os-release ] || return 1
+    # shellcheck disable=SC1091
+    . /etc/os-release
+    case " ${ID:-} ${ID_LIKE:-} " in *" debian "*|*" ubuntu "*) return 0 ;; esac
+    return 1
+}
+
+if [ "${#missing_pkgs[@]}" -gt 0 ]; then
+    if is_debian_like && [ "$(id -u)" -eq 0 ]; then
+        say "installing ${missing_pkgs[*]}"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq
+        apt-get install -y -qq "${missing_pkgs[@]}" >/dev/null
+    else
+        {
+            echo "setup: missing on this machine: ${missing_pkgs[*]}"
+            echo "  On Debian/Ubuntu run this script as root and it installs them (apt-get install ${missing_pkgs[*]})."
+            echo "  Elsewhere install the equivalents: a Docker engine (https://docs.docker.com/engine/install/),"
+            echo "  debootstrap, PostgreSQL 15+ server binaries (initdb, pg_ctl), wrk, an OpenSSH client, Python 3.11 with venv."
+        } >&2
+        exit 1
+    fi
+fi
+
+# ---------------------------------------------------------------- Docker engine
+if ! docker info >/dev/null 2>&1; then
+    [ "$(id -u)" -eq 0 ] || die "no Docker engine answers; start it (e.g. 'sudo systemctl start docker') and re-run"
+    if [ -d /run/systemd/system ]; then
+        say "starting the Docker engine (systemd)"
+        systemctl start docker
+    else
+        say "starting the Docker engine in the background (log: /var/log/dockerd.log)"
+        nohup dockerd >/var/log/dockerd.log 2>&1 &
+    fi
+    for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
+    docker info >/dev/null 2>&1 || die "the Docker engine did not come up; see /var/log/dockerd.log"
+fi
+say "Docker engine: $(docker info -f '{{.ServerVersion}}')"
+
+# ---------------------------------------------------------------- control-node virtualenv
+stamp_input=$(cat requirements.txt service/pyproject.toml 2>/dev/null | sha256sum | cut -c1-16)
+if [ ! -x .venv/bin/python ] || [ "$(cat .venv/.setup-stamp 2>/dev/null)" != "$stamp_input" ]; then
+    say "creating .venv from requirements.txt"
+    python3 -m venv .venv
+    .venv/bin/pip install -q --upgrade pip
+    .venv/bin/pip install -q -r requirements.txt
+    if [ -f service/pyproject.toml ]; then
+        say "installing the service (editable, with test extras) into .venv"
+        .venv/bin/pip install -q -e './service[test]'
+    fi
+    echo "$stamp_input" > .venv/.setup-stamp
+else
+    say ".venv is up to date"
+fi
+
+# ---------------------------------------------------------------- test host image
+bash scripts/build-image.sh
+
+say "done. Next: 'make demo' (local end-to-end run) or 'make test' (lint and every test suite)."

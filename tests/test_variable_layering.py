@@ -1,0 +1,68 @@
+"""Shared defaults live once in group_vars/; each environment resolves its own overrides.
+
+Ansible's precedence (low to high) that this layout relies on:
+inventory group_vars/all < playbook group_vars/all (our top-level group_vars/, reached through
+playbooks/group_vars) < inventory group_vars/<environment group>.
+"""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from conftest import ROOT
+
+ENVIRONMENTS = ("local", "staging", "production")
+SHARED = yaml.safe_load((ROOT / "group_vars/all/main.yml").read_text())
+
+
+@pytest.mark.parametrize("environment", ENVIRONMENTS)
+def test_each_environment_resolves_its_own_name(host_vars, environment):
+    resolved = host_vars(environment, "localhost")
+    assert resolved["env_name"] == environment
+    assert resolved["common_tags"]["Environment"] == "{{ env_name }}"
+
+
+@pytest.mark.parametrize("environment", ENVIRONMENTS)
+def test_shared_defaults_reach_every_environment(host_vars, environment):
+    resolved = host_vars(environment, "localhost")
+    assert resolved["project_name"] == SHARED["project_name"] == "togglemaster"
+    assert "db_password" in resolved, "group_vars/all/database.yml is not loaded"
+
+
+def test_local_override_wins_over_shared_default(host_vars):
+    assert SHARED["aws_endpoint_url"] == ""
+    assert host_vars("local", "localhost")["aws_endpoint_url"].startswith("http://127.0.0.1:")
+    assert host_vars("staging", "localhost")["aws_endpoint_url"] == ""
+
+
+def test_environment_group_beats_playbook_group_vars_all(host_vars, tmp_path):
+    """An extra source that sets env_name for group all loses to the environment group."""
+    extra = tmp_path / "extra.yml"
+    extra.write_text(yaml.safe_dump({"all": {"vars": {"env_name": "from-all"}}}))
+    assert host_vars("staging", "localhost", extra_inventory=extra)["env_name"] == "staging"
+
+
+def test_local_hosts_are_in_the_local_environment(host_vars):
+    web = host_vars("local", "tm-local-web")
+    assert web["env_name"] == "local"
+    assert web["ansible_port"] == 2222
+
+
+@pytest.mark.parametrize("environment", ENVIRONMENTS)
+def test_no_inventory_shadows_the_shared_defaults(environment):
+    # An inventory group_vars/all would be silently beaten by the top-level group_vars/all.
+    assert not (ROOT / "inventories" / environment / "group_vars" / "all").exists()
+    assert not (ROOT / "inventories" / environment / "group_vars" / "all.yml").exists()
+
+
+@pytest.mark.parametrize("environment", ENVIRONMENTS)
+def test_overrides_differ_from_the_shared_default(environment):
+    """A value set in two places is a bug waiting: an override must actually change something."""
+    shared: dict = {}
+    for path in sorted((ROOT / "group_vars/all").glob("*.yml")):
+        shared.update(yaml.safe_load(path.read_text()) or {})
+    folder = ROOT / "inventories" / environment / "group_vars" / environment
+    for path in sorted(folder.glob("*.yml")):
+        for key, value in (yaml.safe_load(path.read_text()) or {}).items():
+            assert key not in shared or shared[key] != value, f"{path.relative_to(ROOT)}: {key} repeats the shared default"
