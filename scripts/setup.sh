@@ -26,6 +26,7 @@ command -v debootstrap >/dev/null || missing_pkgs+=(debootstrap)
 have_postgres || missing_pkgs+=(postgresql)
 command -v wrk >/dev/null || missing_pkgs+=(wrk)
 command -v ssh >/dev/null || missing_pkgs+=(openssh-client)
+command -v curl >/dev/null || missing_pkgs+=(curl)
 python3 -c 'import venv, ensurepip' 2>/dev/null || missing_pkgs+=(python3-venv)
 # Deduplicate
 if [ "${#missing_pkgs[@]}" -gt 0 ]; then

@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# The local environment's stand-ins for AWS, started and stopped together.
+#
+#   scripts/local-env.sh up      emulated AWS API (moto server on 127.0.0.1:5050, pid file),
+#                                a docker network and two systemd containers standing in for the
+#                                EC2 web host and the RDS database host, reached over SSH on
+#                                loopback with a generated key, as EC2 would be.
+#   scripts/local-env.sh down    removes the containers, the network, the emulator and the
+#                                local state (.state/local). Safe to repeat.
+#   scripts/local-env.sh status  what is running.
+#
+# Ports (loopback only): SSH web 2222, SSH db 2223, HTTP 8080, HTTPS 8443, AWS API 5050.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+state=.state/local
+image="${TESTHOST_IMAGE:-togglemaster-testhost:bookworm}"
+network=togglemaster-local
+moto_port=5050
+moto_pid="$state/moto.pid"
+key="$state/ssh/id_ed25519"
+venv_bin="$PWD/.venv/bin"
+
+say() { printf 'local-env: %s\n' "$*"; }
+die() { printf 'local-env: %s\n' "$*" >&2; exit 1; }
+
+systemd_flags=(--cap-add SYS_ADMIN --security-opt seccomp=unconfined --security-opt apparmor=unconfined
+               --cgroupns=host -v /sys/fs/cgroup:/sys/fs/cgroup:rw
+               --tmpfs /run --tmpfs /run/lock --tmpfs /tmp)
+
+moto_running() { [ -f "$moto_pid" ] && kill -0 "$(cat "$moto_pid")" 2>/dev/null; }
+
+start_moto() {
+    if moto_running; then
+        say "emulated AWS API already running (pid $(cat "$moto_pid"))"
+        return
+    fi
+    [ -x "$venv_bin/moto_server" ] || die "moto_server missing: run 'make setup' first"
+    say "starting the emulated AWS API on 127.0.0.1:$moto_port"
+    nohup "$venv_bin/moto_server" -H 127.0.0.1 -p "$moto_port" >"$state/moto.log" 2>&1 &
+    echo $! >"$moto_pid"
+    for _ in $(seq 1 50); do
+        curl -fsS -o /dev/null "http://127.0.0.1:$moto_port/moto-api/" 2>/dev/null && return
+        sleep 0.2
+    done
+    die "the emulated AWS API did not answer; see $state/moto.log"
+}
+
+# name, then extra docker run arguments (published ports)
+start_host() {
+    local name=$1; shift
+    if [ "$(docker inspect -f '{{.State.Running}}' "$name" 2>/dev/null)" = "true" ]; then
+        say "$name already running"
+    elif docker inspect "$name" >/dev/null 2>&1; then
+        say "starting $name"
+        docker start "$name" >/dev/null
+    else
+        say "creating $name"
+        docker run -d --name "$name" --hostname "$name" --network "$network" \
+            --label togglemaster.environment=local "${systemd_flags[@]}" "$@" \
+            "$image" /lib/systemd/systemd >/dev/null
+    fi
+    # Trust the generated key, as EC2 does with the key pair's public key.
+    docker exec -i "$name" sh -c 'mkdir -p /root/.ssh && chmod 700 /root/.ssh &&
+        cat > /root/.ssh/authorized_keys && chmod 600 /root/.ssh/authorized_keys' <"$key.pub"
+}
+
+wait_for_ssh() {
+    local port=$1
+    for _ in $(seq 1 60); do
+        ssh -i "$key" -p "$port" -o BatchMode=yes -o ConnectTimeout=2 -o StrictHostKeyChecking=no \
+            -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR root@127.0.0.1 true 2>/dev/null && return
+        sleep 1
+    done
+    die "SSH on 127.0.0.1:$port did not answer"
+}
+
+up() {
+    docker info >/dev/null 2>&1 || die "no Docker engine answers: run 'make setup' first"
+    docker image inspect "$image" >/dev/null 2>&1 || bash scripts/build-image.sh
+    install -d -m 0700 "$state" "$state/ssh"
+    [ -f "$key" ] || ssh-keygen -q -t ed25519 -N '' -C "togglemaster-local" -f "$key"
+    start_moto
+    docker network inspect "$network" >/dev/null 2>&1 || docker network create "$network" >/dev/null
+    start_host tm-local-web -p 127.0.0.1:2222:22 -p 127.0.0.1:8080:80 -p 127.0.0.1:8443:443
+    start_host tm-local-db -p 127.0.0.1:2223:22
+    wait_for_ssh 2222
+    wait_for_ssh 2223
+    say "up: web ssh 127.0.0.1:2222, db ssh 127.0.0.1:2223, AWS API http://127.0.0.1:$moto_port"
+}
+
+down() {
+    for name in tm-local-web tm-local-db; do
+        docker rm -f "$name" >/dev/null 2>&1 && say "removed $name" || true
+    done
+    docker network rm "$network" >/dev/null 2>&1 && say "removed network $network" || true
+    if moto_running; then
+        kill "$(cat "$moto_pid")" && say "stopped the emulated AWS API"
+    fi
+    rm -rf "$state" .cache/facts/tm-local-web .cache/facts/tm-local-db
+    say "down: containers, emulator and local state removed"
+}
+
+status() {
+    moto_running && say "AWS API: running (pid $(cat "$moto_pid"))" || say "AWS API: stopped"
+    for name in tm-local-web tm-local-db; do
+        say "$name: $(docker inspect -f '{{.State.Status}}' "$name" 2>/dev/null || echo absent)"
+    done
+}
+
+case "${1:-}" in
+    up) up ;;
+    down) down ;;
+    status) status ;;
+    *) die "usage: $0 up|down|status" ;;
+esac
