@@ -1,0 +1,135 @@
+"""Fixtures: a real PostgreSQL (started here unless TEST_DATABASE_URL is given), a migrated
+database, the app behind Flask's test client, and helpers to run the CLI and the server."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Iterator
+
+import psycopg
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+import pgserver  # noqa: E402
+
+from togglemaster import config as config_mod  # noqa: E402
+from togglemaster.app import create_app  # noqa: E402
+
+TOKEN = "test-token-0123456789abcdef"
+
+
+def togglemaster_exe() -> str:
+    exe = Path(sys.executable).with_name("togglemaster")
+    if exe.exists():
+        return str(exe)
+    found = shutil.which("togglemaster")
+    if not found:
+        raise RuntimeError("the togglemaster console script is not installed")
+    return found
+
+
+@pytest.fixture(scope="session")
+def pg() -> Iterator[str]:
+    """Admin URL of a PostgreSQL server (a database named in it is never dropped)."""
+    given = os.environ.get("TEST_DATABASE_URL")
+    if given:
+        yield given
+        return
+    server = pgserver.PgServer()
+    server.start()
+    try:
+        yield server.url()
+    finally:
+        server.destroy()
+
+
+@pytest.fixture(scope="session")
+def make_database(pg: str):
+    """Factory: a fresh, empty database on the test server; returns its URL."""
+    created: list[str] = []
+    admin = psycopg.conninfo.conninfo_to_dict(pg)
+
+    def make() -> str:
+        name = f"tm_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(pg, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        created.append(name)
+        params = dict(admin, dbname=name)
+        return _url(params)
+
+    yield make
+    with psycopg.connect(pg, autocommit=True) as conn:
+        for name in created:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _url(params: dict) -> str:
+    from urllib.parse import quote
+
+    auth = quote(str(params.get("user", "postgres")), safe="")
+    if params.get("password"):
+        auth += ":" + quote(str(params["password"]), safe="")
+    host = params.get("host", "127.0.0.1")
+    port = params.get("port", 5432)
+    query = f"?sslmode={params['sslmode']}" if params.get("sslmode") else ""
+    return f"postgresql://{auth}@{host}:{port}/{params['dbname']}{query}"
+
+
+def env_for(url: str, **extra: str) -> dict[str, str]:
+    """A clean environment for the CLI: only what the service reads, plus PATH."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DB_", "DATABASE_URL", "API_TOKEN"))}
+    env.update(DATABASE_URL=url, LOG_LEVEL="INFO", DB_CONNECT_TIMEOUT="2")
+    env.update(extra)
+    return env
+
+
+def run_cli(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [togglemaster_exe(), *args], env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+@pytest.fixture(scope="session")
+def db_url(make_database) -> str:
+    """A database migrated with `togglemaster migrate`, shared by the HTTP tests."""
+    url = make_database()
+    result = run_cli("migrate", env=env_for(url))
+    assert result.returncode == 0, result.stderr
+    return url
+
+
+def _app(db_url: str, **env: str):
+    cfg = config_mod.load({"DATABASE_URL": db_url, "DB_POOL_SIZE": "4", "DB_CONNECT_TIMEOUT": "2", **env})
+    app = create_app(cfg)
+    app.testing = True
+    return app
+
+
+@pytest.fixture(scope="session")
+def open_app(db_url: str):
+    return _app(db_url)
+
+
+@pytest.fixture(scope="session")
+def guarded_app(db_url: str):
+    return _app(db_url, API_TOKEN=TOKEN)
+
+
+@pytest.fixture
+def clean(db_url: str) -> None:
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("TRUNCATE flags RESTART IDENTITY")
+
+
+@pytest.fixture
+def client(open_app, clean):
+    return open_app.test_client()
+
+
+@pytest.fixture
+def guarded(guarded_app, clean):
+    return guarded_app.test_client()
