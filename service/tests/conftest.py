@@ -133,3 +133,65 @@ def client(open_app, clean):
 @pytest.fixture
 def guarded(guarded_app, clean):
     return guarded_app.test_client()
+
+
+class Service:
+    """`togglemaster serve` as a real gunicorn process on loopback; stdout goes to a file."""
+
+    def __init__(self, env: dict[str, str], log_path: Path, popen_kwargs: dict | None = None, argv: list[str] | None = None) -> None:
+        self.log_path = log_path
+        self._log = open(log_path, "ab")
+        self.proc = subprocess.Popen(
+            argv or [togglemaster_exe(), "serve"],
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            **(popen_kwargs or {}),
+        )
+
+    def log_lines(self) -> list[str]:
+        return self.log_path.read_text(encoding="utf-8").splitlines()
+
+    def stop(self, timeout: float = 30) -> int:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        try:
+            return self.proc.wait(timeout=timeout)
+        finally:
+            self._log.close()
+
+
+def wait_http(url: str, timeout: float = 20.0) -> None:
+    import time
+
+    import requests
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(url, timeout=1).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(f"{url} did not answer 200 within {timeout} s")
+
+
+@pytest.fixture
+def serve(tmp_path):
+    """Factory: start `togglemaster serve` on a free loopback port; stopped at teardown."""
+    started: list[Service] = []
+
+    def start(db: str, **env: str) -> tuple[Service, str]:
+        port = pgserver.free_port()
+        values = dict(HOST="127.0.0.1", PORT=str(port), WEB_CONCURRENCY="2", WEB_THREADS="4")
+        values.update(env)
+        service = Service(env_for(db, **values), tmp_path / f"serve-{port}.log")
+        started.append(service)
+        base = f"http://127.0.0.1:{port}"
+        wait_http(base + "/health")
+        return service, base
+
+    yield start
+    for service in started:
+        service.stop()
