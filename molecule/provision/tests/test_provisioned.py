@@ -1,0 +1,204 @@
+"""What a user would check in the AWS console after provisioning, through the emulated API."""
+
+from __future__ import annotations
+
+import json
+import stat
+
+import pytest
+import yaml
+
+from conftest import ENVIRONMENT, PROJECT, SCENARIO_DIR, STATE_DIR, REPO_DIR, run_ansible, venv_bin
+
+
+@pytest.fixture(scope="module")
+def outputs() -> dict:
+    with (STATE_DIR / "outputs.yml").open(encoding="utf-8") as handle:
+        return yaml.safe_load(handle)
+
+
+@pytest.fixture(scope="module")
+def ec2(aws):
+    return aws("ec2")
+
+
+@pytest.fixture(scope="module")
+def rds(aws):
+    return aws("rds")
+
+
+@pytest.fixture(scope="module")
+def vpc(ec2, env_filters):
+    vpcs = ec2.describe_vpcs(Filters=env_filters)["Vpcs"]
+    assert len(vpcs) == 1, vpcs
+    return vpcs[0]
+
+
+def subnets_by_tier(ec2, vpc_id: str, tier: str) -> list[dict]:
+    return ec2.describe_subnets(Filters=[
+        {"Name": "vpc-id", "Values": [vpc_id]}, {"Name": "tag:Tier", "Values": [tier]},
+    ])["Subnets"]
+
+
+def ingress(group: dict) -> set[tuple]:
+    return {
+        (p["IpProtocol"], p.get("FromPort"), p.get("ToPort"), source)
+        for p in group["IpPermissions"]
+        for source in [r["CidrIp"] for r in p.get("IpRanges", [])]
+        + [g["GroupId"] for g in p.get("UserIdGroupPairs", [])]
+        + [r["CidrIpv6"] for r in p.get("Ipv6Ranges", [])]
+    }
+
+
+def egress(group: dict) -> set[tuple]:
+    return ingress({"IpPermissions": group["IpPermissionsEgress"]})
+
+
+def test_vpc_has_the_configured_cidr_and_tags(vpc, group_vars):
+    assert vpc["CidrBlock"] == group_vars.get("aws_network_vpc_cidr", "10.20.0.0/16")
+    tags = {t["Key"]: t["Value"] for t in vpc["Tags"]}
+    assert tags["Project"] == PROJECT and tags["Environment"] == ENVIRONMENT and tags["ManagedBy"] == "ansible"
+
+
+@pytest.mark.parametrize("tier", ["public", "private"])
+def test_subnets_of_each_tier_span_two_availability_zones(ec2, vpc, tier):
+    subnets = subnets_by_tier(ec2, vpc["VpcId"], tier)
+    assert len({s["AvailabilityZone"] for s in subnets}) >= 2
+    assert all(s["MapPublicIpOnLaunch"] == (tier == "public") for s in subnets)
+
+
+def test_public_route_table_sends_the_default_route_to_the_internet_gateway(ec2, vpc):
+    igws = ec2.describe_internet_gateways(Filters=[{"Name": "attachment.vpc-id", "Values": [vpc["VpcId"]]}])
+    igw_id = igws["InternetGateways"][0]["InternetGatewayId"]
+    public_ids = {s["SubnetId"] for s in subnets_by_tier(ec2, vpc["VpcId"], "public")}
+    tables = ec2.describe_route_tables(Filters=[{"Name": "association.subnet-id", "Values": sorted(public_ids)}])
+    assert len(tables["RouteTables"]) == 1
+    routes = tables["RouteTables"][0]["Routes"]
+    assert any(r.get("DestinationCidrBlock") == "0.0.0.0/0" and r.get("GatewayId") == igw_id for r in routes)
+
+
+def test_private_route_tables_have_no_default_route(ec2, vpc):
+    for subnet in subnets_by_tier(ec2, vpc["VpcId"], "private"):
+        tables = ec2.describe_route_tables(Filters=[{"Name": "association.subnet-id", "Values": [subnet["SubnetId"]]}])
+        assert len(tables["RouteTables"]) == 1, f"{subnet['SubnetId']} must have its own route table"
+        for route in tables["RouteTables"][0]["Routes"]:
+            assert route.get("DestinationCidrBlock") != "0.0.0.0/0"
+            assert route.get("GatewayId", "local") == "local"
+
+
+def test_web_security_group_rules_are_exactly_the_declared_ones(ec2, outputs, group_vars):
+    web = ec2.describe_security_groups(GroupIds=[outputs["web_security_group_id"]])["SecurityGroups"][0]
+    admin = group_vars["admin_cidr"]
+    assert ingress(web) == {
+        ("tcp", 80, 80, "0.0.0.0/0"),
+        ("tcp", 443, 443, "0.0.0.0/0"),
+        ("tcp", 22, 22, admin),
+    }
+    assert egress(web) == {
+        ("tcp", 80, 80, "0.0.0.0/0"),
+        ("tcp", 443, 443, "0.0.0.0/0"),
+        ("tcp", 5432, 5432, outputs["db_security_group_id"]),
+    }
+
+
+def test_database_security_group_accepts_postgres_from_the_web_group_only(ec2, outputs):
+    db = ec2.describe_security_groups(GroupIds=[outputs["db_security_group_id"]])["SecurityGroups"][0]
+    assert ingress(db) == {("tcp", 5432, 5432, outputs["web_security_group_id"])}
+    assert egress(db) == set()
+
+
+def test_database_is_private_encrypted_and_in_the_private_subnet_group(rds, ec2, vpc, outputs):
+    db = rds.describe_db_instances(DBInstanceIdentifier=outputs["rds_identifier"])["DBInstances"][0]
+    assert db["Engine"] == "postgres" and db["EngineVersion"].startswith("16.")
+    assert db["DBInstanceClass"] == "db.t4g.micro"
+    assert db["AllocatedStorage"] == 20 and db["StorageType"] == "gp3"
+    assert db["StorageEncrypted"] is True
+    assert db["PubliclyAccessible"] is False
+    assert db["BackupRetentionPeriod"] == 7
+    assert db["DeletionProtection"] is True  # the scenario turns it on, as production does
+    assert [g["VpcSecurityGroupId"] for g in db["VpcSecurityGroups"]] == [outputs["db_security_group_id"]]
+    private = {s["SubnetId"] for s in subnets_by_tier(ec2, vpc["VpcId"], "private")}
+    group_subnets = {s["SubnetIdentifier"] for s in db["DBSubnetGroup"]["Subnets"]}
+    assert group_subnets == private
+    assert db["Endpoint"]["Address"] == outputs["rds_endpoint"] and db["Endpoint"]["Port"] == outputs["rds_port"]
+
+
+def test_web_instances_require_imdsv2_and_have_encrypted_gp3_roots_and_tags(ec2, vpc, outputs, group_vars):
+    public = {s["SubnetId"] for s in subnets_by_tier(ec2, vpc["VpcId"], "public")}
+    ids = [i["id"] for i in outputs["web_instances"]]
+    assert len(ids) == group_vars["aws_web_instance_count"]
+    instances = [i for r in ec2.describe_instances(InstanceIds=ids)["Reservations"] for i in r["Instances"]]
+    assert {i["SubnetId"] for i in instances} == public  # spread over both public subnets
+    for instance in instances:
+        assert instance["State"]["Name"] == "running"
+        assert instance["MetadataOptions"]["HttpTokens"] == "required"
+        assert instance["InstanceType"] == "t3.micro"
+        assert instance.get("PublicIpAddress")
+        assert instance["KeyName"] == outputs["key_name"]
+        tags = {t["Key"]: t["Value"] for t in instance["Tags"]}
+        assert tags["Project"] == PROJECT and tags["Environment"] == ENVIRONMENT
+        assert tags["Role"] == "web" and tags["Name"].startswith(f"{PROJECT}-{ENVIRONMENT}-web-")
+        root = [m for m in instance["BlockDeviceMappings"] if m["DeviceName"] == instance["RootDeviceName"]]
+        volume = ec2.describe_volumes(VolumeIds=[root[0]["Ebs"]["VolumeId"]])["Volumes"][0]
+        assert volume["Encrypted"] is True and volume["VolumeType"] == "gp3"
+
+
+def test_web_instances_run_the_newest_debian_12_amd64_image(ec2, outputs):
+    ids = [i["id"] for i in outputs["web_instances"]]
+    images = {i["ImageId"] for r in ec2.describe_instances(InstanceIds=ids)["Reservations"] for i in r["Instances"]}
+    # files/amis.json offers an older Debian 12 and a newer arm64 one: the filter must pick this.
+    assert images == {"ami-0d3b1e2c4a5f60712"}
+
+
+def test_key_pair_is_the_generated_project_key_kept_private(ec2, outputs):
+    pairs = ec2.describe_key_pairs(KeyNames=[outputs["key_name"]])["KeyPairs"]
+    assert len(pairs) == 1
+    private_key = STATE_DIR / "ssh" / "id_ed25519"
+    assert stat.S_IMODE(private_key.stat().st_mode) == 0o600
+    assert stat.S_IMODE(private_key.parent.stat().st_mode) == 0o700
+    assert outputs["ssh_private_key_file"] == str(private_key)
+
+
+def test_outputs_file_is_private_and_matches_the_api(ec2, outputs, vpc):
+    path = STATE_DIR / "outputs.yml"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert outputs["vpc_id"] == vpc["VpcId"]
+    assert outputs["ssh_user"] == "admin"
+    ids = [i["id"] for i in outputs["web_instances"]]
+    described = {
+        i["InstanceId"]: i for r in ec2.describe_instances(InstanceIds=ids)["Reservations"] for i in r["Instances"]
+    }
+    for entry in outputs["web_instances"]:
+        assert entry["public_ip"] == described[entry["id"]]["PublicIpAddress"]
+        assert entry["public_dns"] == described[entry["id"]]["PublicDnsName"]
+        assert entry["private_ip"] == described[entry["id"]]["PrivateIpAddress"]
+    assert outputs["public_url"] == f"http://{outputs['web_instances'][0]['public_dns']}/"
+
+
+def test_master_password_is_kept_private_and_out_of_the_outputs_and_git():
+    password_file = STATE_DIR / "db_password"
+    assert stat.S_IMODE(password_file.stat().st_mode) == 0o600
+    password = password_file.read_text(encoding="utf-8").split()[0]
+    assert len(password) >= 16
+    assert password not in (STATE_DIR / "outputs.yml").read_text(encoding="utf-8")
+    ignored = run_ansible(["git", "check-ignore", "-q", str(password_file)])
+    assert ignored.returncode == 0, ".state/ must be gitignored"
+
+
+def test_staging_dynamic_inventory_groups_the_web_hosts_by_role(outputs):
+    result = run_ansible([venv_bin("ansible-inventory"), "-i", str(REPO_DIR / "inventories" / "staging"), "--list"])
+    assert result.returncode == 0, result.stderr
+    inventory = json.loads(result.stdout)
+    names = {i["name"] for i in outputs["web_instances"]}
+    assert set(inventory["web"]["hosts"]) == names
+    assert "web" in inventory["staging"]["children"]
+    for entry in outputs["web_instances"]:
+        host = inventory["_meta"]["hostvars"][entry["name"]]["ansible_host"]
+        # ansible-inventory --list marks values from the API as unsafe: {"__ansible_unsafe": value}
+        assert (host.get("__ansible_unsafe") if isinstance(host, dict) else host) == entry["public_ip"]
+
+
+def test_production_dynamic_inventory_does_not_see_staging_hosts():
+    result = run_ansible([venv_bin("ansible-inventory"), "-i", str(REPO_DIR / "inventories" / "production"), "--list"])
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout).get("web", {}).get("hosts", []) == []
