@@ -4,7 +4,10 @@
 id = <version>-<git short sha of the last commit touching the tree>-<content hash>.
 The content hash covers every file git would track (committed, modified or untracked,
 minus .gitignore'd build output), so the id is stable while nothing changes and moves
-as soon as anything in the tree does, committed or not.
+as soon as anything in the tree does, committed or not. Top-level folders named after the
+source path (tests, bench, ...) are left out: they do not go into the wheel.
+
+usage: release_id.py SOURCE_DIR [EXCLUDED_TOP_LEVEL_NAME ...]
 """
 import hashlib
 import json
@@ -19,14 +22,15 @@ def git(src: Path, *args: str) -> str:
     return subprocess.run(["git", "-C", str(src), *args], check=True, capture_output=True, text=True).stdout
 
 
-def main(src: Path) -> None:
+def main(src: Path, excluded: list[str]) -> None:
     version = tomllib.loads((src / "pyproject.toml").read_text())["project"]["version"]
+    pathspec = [".", *(f":(exclude){name}" for name in excluded)]
     try:
-        sha = git(src, "log", "-1", "--format=%h", "--", ".").strip() or "untracked"
-        files = sorted(set(git(src, "ls-files", "-z", "-c", "-o", "--exclude-standard", "--", ".").split("\0")) - {""})
+        sha = git(src, "log", "-1", "--format=%h", "--", *pathspec).strip() or "untracked"
+        files = sorted(set(git(src, "ls-files", "-z", "-c", "-o", "--exclude-standard", "--", *pathspec).split("\0")) - {""})
     except (OSError, subprocess.CalledProcessError):
         sha = "nogit"
-        files = sorted(str(p.relative_to(src)) for p in src.rglob("*") if p.is_file())
+        files = sorted(str(p.relative_to(src)) for p in src.rglob("*") if p.is_file() and p.relative_to(src).parts[0] not in excluded)
     digest = hashlib.sha256()
     for name in files:
         path = src / name
@@ -37,4 +41,4 @@ def main(src: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]).resolve())
+    main(Path(sys.argv[1]).resolve(), sys.argv[2:])
