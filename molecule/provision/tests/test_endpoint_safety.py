@@ -23,6 +23,12 @@ def test_every_aws_client_of_the_scenario_is_pointed_at_loopback():
         assert is_loopback_url(env[name]), f"{name}={env[name]} is not on loopback"
 
 
+def test_anything_not_on_loopback_would_hit_a_closed_proxy_on_loopback():
+    env = scenario_env()
+    assert is_loopback_url(env["HTTPS_PROXY"]) and is_loopback_url(env["HTTP_PROXY"])
+    assert set(env["NO_PROXY"].split(",")) <= {"127.0.0.1", "localhost"}
+
+
 def test_scenario_credentials_are_fake_and_no_credential_file_is_read():
     env = scenario_env()
     assert env["AWS_ACCESS_KEY_ID"] == "testing"
