@@ -105,7 +105,7 @@ def main() -> int:
     server = None
     url = os.environ.get("BENCH_DATABASE_URL")
     if not url:
-        server = pgserver.PgServer()
+        server = pgserver.PgServer(durable=True)
         server.start()
         url = server.url()
     workdir = Path(tempfile.mkdtemp(prefix="togglemaster-bench-"))

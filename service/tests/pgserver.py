@@ -34,7 +34,9 @@ def free_port() -> int:
 
 
 class PgServer:
-    def __init__(self) -> None:
+    def __init__(self, durable: bool = False) -> None:
+        """durable=False trades crash safety for speed (tests); True keeps PostgreSQL's
+        defaults for fsync and commits (benchmarks)."""
         binaries = pg_bin()
         if binaries is None:
             raise RuntimeError("PostgreSQL server binaries not found (set PG_BIN or TEST_DATABASE_URL)")
@@ -58,9 +60,10 @@ class PgServer:
         with open(self.data / "postgresql.conf", "a") as conf:
             conf.write(
                 f"listen_addresses = '127.0.0.1'\nport = {self.port}\n"
-                f"unix_socket_directories = '{self.dir}'\nfsync = off\n"
-                "synchronous_commit = off\nfull_page_writes = off\nmax_connections = 200\n"
+                f"unix_socket_directories = '{self.dir}'\nmax_connections = 200\n"
             )
+            if not durable:
+                conf.write("fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n")
 
     def _run(self, tool: str, *args: str) -> None:
         cmd = [str(self.bin / tool), *args]
