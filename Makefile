@@ -6,7 +6,7 @@ export PATH := $(VENV)/bin:$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
 .DEFAULT_GOAL := help
-.PHONY: help setup image lint test test-repo test-service test-molecule \
+.PHONY: help setup image lint test test-repo test-service test-molecule test-demo \
         test-provision test-platform test-deploy demo demo-down bench-service bench-deploy
 
 help: ## List the targets
@@ -22,10 +22,10 @@ lint: ## yamllint and ansible-lint (production profile, offline)
 	yamllint --strict .
 	ansible-lint
 
-test: lint test-repo test-service test-molecule ## Lint, then every test suite
+test: lint test-repo test-service test-molecule test-demo ## Lint, then every test suite
 
-test-repo: ## Repository tests: collections, variable layering, configuration safety
-	pytest tests
+test-repo: ## Repository tests: collections, variable layering
+	pytest tests --ignore=tests/e2e
 
 test-service: ## The service's tests against a real PostgreSQL
 	pytest service/tests
@@ -41,3 +41,20 @@ test-platform: image ## Host platform roles: base, postgresql, reverse_proxy
 
 test-deploy: image ## Deploy, rollout, rollback and validation on systemd containers
 	molecule test -s deploy
+
+test-demo: image ## End to end: site.yml on the local environment, no-op re-run, validate, destroy
+	pytest tests/e2e
+
+demo: setup ## Run the whole pipeline locally: provision (emulated AWS), configure, deploy, validate
+	bash scripts/local-env.sh up
+	ansible-playbook -i inventories/local playbooks/site.yml
+	@bash scripts/local-env.sh summary
+
+demo-down: ## Tear the local demo down: containers, emulator, local state (safe to repeat)
+	bash scripts/local-env.sh down
+
+bench-service: ## Service throughput and latency under gunicorn against a real PostgreSQL
+	python service/bench/bench_service.py
+
+bench-deploy: image ## Deploy lifecycle timings on the local environment (tears down a running demo)
+	python scripts/bench_deploy.py

@@ -8,6 +8,7 @@
 #   scripts/local-env.sh down    removes the containers, the network, the emulator and the
 #                                local state (.state/local). Safe to repeat.
 #   scripts/local-env.sh status  what is running.
+#   scripts/local-env.sh summary where the demo answers and how to use and remove it.
 #
 # Ports (loopback only): SSH web 2222, SSH db 2223, HTTP 8080, HTTPS 8443, AWS API 5050.
 set -euo pipefail
@@ -108,9 +109,25 @@ status() {
     done
 }
 
+summary() {
+    cat <<SUMMARY
+
+ToggleMaster is running locally.
+  Service URL:   http://127.0.0.1:8080/   (HTTPS, self-signed: https://127.0.0.1:8443/)
+  Try it:        curl http://127.0.0.1:8080/flags
+  API token:     in $state/api_token — writes need 'Authorization: Bearer <token>':
+                 curl -X POST -H "Authorization: Bearer \$(cat $state/api_token)" \\
+                      -H 'Content-Type: application/json' -d '{"name": "dark-mode"}' http://127.0.0.1:8080/flags
+  SSH:           ssh -i $key -p 2222 root@127.0.0.1   (database host: -p 2223)
+  Roll back:     ansible-playbook -i inventories/local playbooks/rollback.yml -e confirm_rollback=local
+  Tear down:     make demo-down
+SUMMARY
+}
+
 case "${1:-}" in
     up) up ;;
     down) down ;;
     status) status ;;
-    *) die "usage: $0 up|down|status" ;;
+    summary) summary ;;
+    *) die "usage: $0 up|down|status|summary" ;;
 esac

@@ -1,0 +1,94 @@
+"""The local demo, end to end: the same site.yml that staging and production run.
+
+Brings up the local environment (emulated AWS API + systemd containers), runs site.yml
+(provision, configure, deploy, validate), re-runs it expecting no change, calls the API through
+nginx, checks that destroy refuses without confirmation, then destroys and tears down.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import urllib.request
+
+import pytest
+
+from conftest import BIN, ROOT, ansible_env
+
+RECAP = re.compile(r"^(\S+)\s+:\s+ok=\d+\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
+BASE = "http://127.0.0.1:8080"
+
+
+def sh(*cmd: str, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run(cmd, cwd=ROOT, env=ansible_env(), capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        pytest.fail(f"{' '.join(cmd)} exited {proc.returncode}:\n{proc.stdout[-4000:]}\n{proc.stderr[-2000:]}")
+    return proc
+
+
+def playbook(name: str, *extra: str, check: bool = True) -> subprocess.CompletedProcess:
+    return sh(str(BIN / "ansible-playbook"), "-i", "inventories/local", f"playbooks/{name}", *extra, check=check)
+
+
+def recap(output: str) -> dict[str, tuple[int, int, int]]:
+    return {m[1]: (int(m[2]), int(m[3]), int(m[4])) for m in RECAP.finditer(output)}
+
+
+def get_json(path: str) -> tuple[int, object]:
+    with urllib.request.urlopen(BASE + path, timeout=10) as resp:
+        return resp.status, json.loads(resp.read())
+
+
+@pytest.fixture(scope="module")
+def local_environment():
+    running = subprocess.run(["docker", "inspect", "-f", "{{.State.Running}}", "tm-local-web"],
+                             capture_output=True, text=True).stdout.strip()
+    if running == "true":
+        pytest.fail("a local demo is running; this test replaces it. Tear it down first: make demo-down")
+    sh("bash", "scripts/local-env.sh", "up")
+    try:
+        yield
+    finally:
+        sh("bash", "scripts/local-env.sh", "down", check=False)
+
+
+@pytest.fixture(scope="module")
+def first_run(local_environment):
+    proc = playbook("site.yml")
+    return recap(proc.stdout)
+
+
+def test_site_converges_every_host(first_run):
+    assert set(first_run) == {"localhost", "tm-local-web", "tm-local-db"}
+    assert all(failed == 0 and unreachable == 0 for _, unreachable, failed in first_run.values())
+
+
+def test_the_service_answers_through_nginx(first_run):
+    status, body = get_json("/health")
+    assert status == 200 and body["status"] == "ok"
+    status, _ = get_json("/ready")
+    assert status == 200
+    status, flags = get_json("/flags")
+    assert status == 200 and isinstance(flags, list)
+
+
+def test_second_run_changes_nothing(first_run):
+    proc = playbook("site.yml")
+    changed = {host: counts[0] for host, counts in recap(proc.stdout).items()}
+    assert changed and all(count == 0 for count in changed.values()), f"changed on re-run: {changed}"
+
+
+def test_validate_playbook_passes_on_the_live_service(first_run):
+    playbook("validate.yml")
+
+
+def test_destroy_refuses_without_confirmation(first_run):
+    proc = playbook("destroy.yml", check=False)
+    assert proc.returncode != 0
+    assert "confirm_destroy=local" in proc.stdout + proc.stderr
+
+
+def test_destroy_removes_the_emulated_stack(first_run):
+    playbook("destroy.yml", "-e", "confirm_destroy=local", "-e", "aws_rds_skip_final_snapshot=true")
+    assert not (ROOT / ".state/local/outputs.yml").exists()
