@@ -98,7 +98,7 @@ down() {
     if moto_running; then
         kill "$(cat "$moto_pid")" && say "stopped the emulated AWS API"
     fi
-    rm -rf "$state" .cache/facts/tm-local-web .cache/facts/tm-local-db
+    rm -rf "$state" .cache/facts/*tm-local-web .cache/facts/*tm-local-db
     say "down: containers, emulator and local state removed"
 }
 
