@@ -2,7 +2,7 @@
 """Load benchmark: `togglemaster serve` (gunicorn) against a real PostgreSQL with 100 flags,
 driven over loopback by wrk. Prints req/s and p50/p99 latency per endpoint.
 
-    python service/bench/run.py [--duration 10] [--connections 32] [--threads 2]
+    python service/bench/bench_service.py [--duration 10] [--connections 32] [--threads 2]
 
 PostgreSQL: BENCH_DATABASE_URL if set (its database gets the flags table and 100 flags
 named bench-000..bench-099), otherwise a throwaway cluster started like the tests do.
