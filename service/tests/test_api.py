@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from conftest import TOKEN
+from support import TOKEN
 
 JSON = {"Content-Type": "application/json"}
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

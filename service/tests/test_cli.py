@@ -10,7 +10,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from conftest import env_for, run_cli, togglemaster_exe
+from support import env_for, run_cli, togglemaster_exe
 
 SERVICE_DIR = Path(__file__).resolve().parents[1]
 

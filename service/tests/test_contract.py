@@ -13,7 +13,7 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import TOKEN
+from support import TOKEN
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 DOC = json.loads(resources.files("togglemaster").joinpath("openapi.json").read_text())

@@ -11,7 +11,7 @@ import time
 import psycopg
 import requests
 
-from conftest import TOKEN, Service, env_for, togglemaster_exe, wait_http
+from support import TOKEN, Service, env_for, togglemaster_exe, wait_http
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
