@@ -33,6 +33,7 @@ def playbook(name: str, *args: str) -> subprocess.CompletedProcess:
         ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
         ANSIBLE_ROLES_PATH=str(REPO / "roles"),
         ANSIBLE_CACHE_PLUGIN="memory",
+        ANSIBLE_PIPELINING="true",
         ANSIBLE_FORCE_COLOR="0",
         ANSIBLE_NOCOLOR="1",
     )
@@ -106,6 +107,14 @@ def test_rollback_refuses_without_confirmation():
     proc = playbook("rollback.yml")
     assert proc.returncode != 0
     assert "Refusing to roll back: confirm with -e confirm_rollback=molecule" in proc.stdout
+    assert live_build() == before
+
+
+def test_rollback_to_a_release_that_is_not_installed_is_refused():
+    before = live_build()
+    proc = playbook("rollback.yml", "-e", "confirm_rollback=molecule", "-e", "release=0.0.0-not-installed")
+    assert proc.returncode != 0
+    assert "Nothing to roll back to: target '0.0.0-not-installed'" in proc.stdout, proc.stdout[-3000:]
     assert live_build() == before
 
 
