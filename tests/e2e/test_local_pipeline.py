@@ -2,7 +2,8 @@
 
 Brings up the local environment (emulated AWS API + systemd containers), runs site.yml
 (provision, configure, deploy, validate), re-runs it expecting no change, calls the API through
-nginx, checks that destroy refuses without confirmation, then destroys and tears down.
+nginx, runs site.yml and destroy.yml in check mode, checks that destroy refuses without
+confirmation, then destroys and tears down.
 """
 
 from __future__ import annotations
@@ -79,6 +80,12 @@ def test_second_run_changes_nothing(first_run):
     assert changed and all(count == 0 for count in changed.values()), f"changed on re-run: {changed}"
 
 
+def test_check_mode_on_the_converged_environment_reports_no_errors(first_run):
+    proc = playbook("site.yml", "--check", "--diff")
+    failed = {host: counts[2] for host, counts in recap(proc.stdout).items()}
+    assert failed and all(count == 0 for count in failed.values()), f"failed in check mode: {failed}"
+
+
 def test_validate_playbook_passes_on_the_live_service(first_run):
     playbook("validate.yml")
 
@@ -87,6 +94,11 @@ def test_destroy_refuses_without_confirmation(first_run):
     proc = playbook("destroy.yml", check=False)
     assert proc.returncode != 0
     assert "confirm_destroy=local" in proc.stdout + proc.stderr
+
+
+def test_destroy_in_check_mode_reports_no_errors(first_run):
+    playbook("destroy.yml", "--check", "--diff", "-e", "confirm_destroy=local", "-e", "aws_rds_skip_final_snapshot=true")
+    assert (ROOT / ".state/local/outputs.yml").exists(), "check mode removed the outputs file"
 
 
 def test_destroy_removes_the_emulated_stack(first_run):
