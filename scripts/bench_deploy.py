@@ -26,6 +26,8 @@ ROOT = Path(__file__).resolve().parent.parent
 BIN = ROOT / ".venv" / "bin"
 BASE_HOST, BASE_PORT = "127.0.0.1", 8080
 LOAD_THREADS = 4
+LOAD_PAUSE_SECONDS = 0.005  # per thread between requests: steady traffic (a few hundred req/s),
+# not a saturation test — it must not starve the rollout it watches of the machine's 2 cores
 LOAD_MAX_SECONDS = 600  # the load stops by itself even if the rollout hangs
 RECAP = re.compile(r"^\S+\s+:\s+ok=\d+\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
 
@@ -40,7 +42,7 @@ class Row:
 
 @dataclass
 class Load:
-    """Keep-alive GET /flags/<name> loops through nginx until stopped; counts every failure."""
+    """Paced keep-alive GET /flags/<name> loops through nginx until stopped; counts every failure."""
 
     path: str
     sent: int = 0
@@ -69,6 +71,7 @@ class Load:
                     self.failed += 1
                     if len(self.failures) < 5:
                         self.failures.append(detail)
+            self._stop.wait(LOAD_PAUSE_SECONDS)
         conn.close()
 
     def __enter__(self) -> "Load":
