@@ -84,6 +84,8 @@ def test_check_mode_on_the_converged_environment_reports_no_errors(first_run):
     proc = playbook("site.yml", "--check", "--diff")
     failed = {host: counts[2] for host, counts in recap(proc.stdout).items()}
     assert failed and all(count == 0 for count in failed.values()), f"failed in check mode: {failed}"
+    proc = playbook("validate.yml", "--check", "--diff")
+    assert "write steps were skipped in check mode" in proc.stdout
 
 
 def test_validate_playbook_passes_on_the_live_service(first_run):
