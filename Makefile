@@ -42,7 +42,7 @@ test-platform: image ## Host platform roles: base, postgresql, reverse_proxy
 test-deploy: image ## Deploy, rollout, rollback and validation on systemd containers
 	molecule test -s deploy
 
-test-demo: image ## End to end: site.yml on the local environment, no-op re-run, validate, destroy
+test-demo: image ## End to end on the local environment: site.yml, no-op re-run, --check --diff, validate, destroy
 	pytest tests/e2e
 
 demo: setup ## Run the whole pipeline locally: provision (emulated AWS), configure, deploy, validate
