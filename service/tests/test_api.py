@@ -7,6 +7,8 @@ import pytest
 
 from support import TOKEN
 
+from togglemaster.version import BUILD_ID, VERSION
+
 JSON = {"Content-Type": "application/json"}
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
@@ -368,7 +370,7 @@ def test_request_id_is_echoed_or_generated(client):
 def test_ready_when_database_answers(client):
     resp = client.get("/ready")
     assert resp.status_code == 200
-    assert resp.get_json() == {"status": "ready"}
+    assert resp.get_json() == {"status": "ready", "version": VERSION, "build": BUILD_ID}
 
 
 def test_openapi_document_is_served(client):

@@ -154,7 +154,8 @@ def version() -> Response:
 @bp.get("/ready")
 def ready() -> Response | tuple[Response, int]:
     if _store().ping():
-        return jsonify({"status": "ready"})
+        # The build lets a deploy gate check readiness and the running release in one request.
+        return jsonify({"status": "ready", "version": VERSION, "build": BUILD_ID})
     return jsonify({"status": "unavailable"}), 503
 
 
