@@ -103,7 +103,7 @@ def serve(tmp_path):
 
     def start(db: str, **env: str) -> tuple[Service, str]:
         port = pgserver.free_port()
-        values = dict(HOST="127.0.0.1", PORT=str(port), WEB_CONCURRENCY="2", WEB_THREADS="4")
+        values = dict(HOST="127.0.0.1", PORT=str(port), WEB_CONCURRENCY="2")
         values.update(env)
         service = Service(env_for(db, **values), tmp_path / f"serve-{port}.log")
         started.append(service)

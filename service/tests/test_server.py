@@ -9,6 +9,7 @@ import threading
 import time
 
 import psycopg
+import pytest
 import requests
 
 from support import TOKEN, Service, env_for, togglemaster_exe, wait_http
@@ -45,8 +46,14 @@ def test_no_secret_reaches_the_log(serve, db_url):
         assert password not in text
 
 
-def test_sigterm_lets_in_flight_requests_finish(serve, db_url):
-    service, base = serve(db_url, API_TOKEN=TOKEN)
+# One thread per worker runs gunicorn's sync workers (the default), more run gthread workers.
+WORKER_KINDS = pytest.mark.parametrize("threads", ["1", "4"], ids=["sync", "gthread"])
+
+
+@WORKER_KINDS
+def test_sigterm_lets_in_flight_requests_finish(serve, db_url, threads):
+    service, base = serve(db_url, API_TOKEN=TOKEN, WEB_THREADS=threads)
+    assert f'"Using worker: {"sync" if threads == "1" else "gthread"}"' in service.log_path.read_text()
     requests.post(base + "/flags", json={"name": "slow"}, headers=AUTH, timeout=5)
     outcome: dict[str, object] = {}
     with psycopg.connect(db_url) as blocker:  # holds the row lock: the PUT below waits on it
@@ -78,14 +85,15 @@ def _activated(listener: socket.socket, env: dict[str, str], log_path) -> Servic
     return Service(env, log_path, popen_kwargs={"pass_fds": (fd,)}, argv=["/bin/bash", "-c", script, togglemaster_exe()])
 
 
-def test_socket_activation_restart_refuses_no_connection(db_url, tmp_path):
+@WORKER_KINDS
+def test_socket_activation_restart_refuses_no_connection(db_url, tmp_path, threads):
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(128)
     port = listener.getsockname()[1]
     base = f"http://127.0.0.1:{port}"
     # PORT points elsewhere on purpose: under socket activation the inherited socket wins.
-    env = env_for(db_url, HOST="127.0.0.1", PORT="1", WEB_CONCURRENCY="2")
+    env = env_for(db_url, HOST="127.0.0.1", PORT="1", WEB_CONCURRENCY="2", WEB_THREADS=threads)
     first = _activated(listener, env, tmp_path / "first.log")
     try:
         wait_http(base + "/health")

@@ -169,7 +169,7 @@ def load(env: Mapping[str, str] | None = None) -> Config:
         elif len(token) < 16:
             raise ConfigError("API_TOKEN is set but shorter than 16 characters")
     host = env.get("HOST", "0.0.0.0").strip() or "0.0.0.0"
-    threads = _int(env, "WEB_THREADS", 4, 1, MAX_THREADS)
+    threads = _int(env, "WEB_THREADS", 1, 1, MAX_THREADS)
     return Config(
         **db,  # type: ignore[arg-type]
         db_connect_timeout=_int(env, "DB_CONNECT_TIMEOUT", 3, 1, 60),

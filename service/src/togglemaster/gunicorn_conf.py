@@ -17,7 +17,12 @@ def _bind(host: str, port: int) -> str:
 wsgi_app = "togglemaster.wsgi:app"
 bind = [_bind(_cfg.host, _cfg.port)]
 workers = _cfg.web_concurrency
-worker_class = "gthread"
+# One thread per worker (the default) runs sync workers: one request at a time, one connection
+# each, no keep-alive; the kernel hands each new connection to a free worker, so the load stays
+# even across workers and the latency tail short. nginx in front buffers slow clients, as
+# gunicorn wants for sync workers. WEB_THREADS > 1 runs gthread workers instead, for a database
+# so far away that a worker mostly waits on it.
+worker_class = "sync" if _cfg.web_threads == 1 else "gthread"
 threads = _cfg.web_threads
 # Requests finish on SIGTERM: gunicorn stops accepting, lets workers complete in-flight
 # requests for up to graceful_timeout seconds, then exits.
@@ -34,3 +39,4 @@ preload_app = False
 # gunicorn >= 24 opens a control socket under $HOME by default; the service needs none
 # (and a hardened unit may have no writable home).
 control_socket_disable = True
+
