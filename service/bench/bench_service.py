@@ -124,9 +124,9 @@ def main() -> int:
         cases = [
             (label, path, script)
             for key, label, path, script in [
-                ("health", "GET /health (no database)", "/health", None),
+                ("health", "GET /health (no database)", "/health", "same_path.lua"),
                 ("get_flag", "GET /flags/<name>", "/flags/bench-000", "get_flag.lua"),
-                ("list", "GET /flags (100 flags)", "/flags", None),
+                ("list", "GET /flags (100 flags)", "/flags", "same_path.lua"),
                 ("put", "PUT /flags/<name>", "/flags/bench-000", "put_flag.lua"),
             ]
             if key in wanted
