@@ -39,4 +39,3 @@ preload_app = False
 # gunicorn >= 24 opens a control socket under $HOME by default; the service needs none
 # (and a hardened unit may have no writable home).
 control_socket_disable = True
-
