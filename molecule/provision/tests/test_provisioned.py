@@ -77,13 +77,15 @@ def test_public_route_table_sends_the_default_route_to_the_internet_gateway(ec2,
     assert any(r.get("DestinationCidrBlock") == "0.0.0.0/0" and r.get("GatewayId") == igw_id for r in routes)
 
 
-def test_private_route_tables_have_no_default_route(ec2, vpc):
-    for subnet in subnets_by_tier(ec2, vpc["VpcId"], "private"):
-        tables = ec2.describe_route_tables(Filters=[{"Name": "association.subnet-id", "Values": [subnet["SubnetId"]]}])
-        assert len(tables["RouteTables"]) == 1, f"{subnet['SubnetId']} must have its own route table"
-        for route in tables["RouteTables"][0]["Routes"]:
-            assert route.get("DestinationCidrBlock") != "0.0.0.0/0"
-            assert route.get("GatewayId", "local") == "local"
+def test_private_subnets_share_one_route_table_without_a_default_route(ec2, vpc):
+    private_ids = [s["SubnetId"] for s in subnets_by_tier(ec2, vpc["VpcId"], "private")]
+    tables = ec2.describe_route_tables(Filters=[{"Name": "association.subnet-id", "Values": private_ids}])
+    assert len(tables["RouteTables"]) == 1, "the private subnets must share one route table"
+    table = tables["RouteTables"][0]
+    assert sorted(a["SubnetId"] for a in table["Associations"] if a.get("SubnetId")) == sorted(private_ids)
+    for route in table["Routes"]:
+        assert route.get("DestinationCidrBlock") != "0.0.0.0/0"
+        assert route.get("GatewayId", "local") == "local"
 
 
 def test_web_security_group_rules_are_exactly_the_declared_ones(ec2, outputs, group_vars):
@@ -105,6 +107,14 @@ def test_database_security_group_accepts_postgres_from_the_web_group_only(ec2, o
     db = ec2.describe_security_groups(GroupIds=[outputs["db_security_group_id"]])["SecurityGroups"][0]
     assert ingress(db) == {("tcp", 5432, 5432, outputs["web_security_group_id"])}
     assert egress(db) == set()
+
+
+@pytest.mark.parametrize(("output", "role"), [("web_security_group_id", "web"), ("db_security_group_id", "database")])
+def test_each_security_group_carries_its_own_role_tags(ec2, outputs, output, role):
+    group = ec2.describe_security_groups(GroupIds=[outputs[output]])["SecurityGroups"][0]
+    tags = {t["Key"]: t["Value"] for t in group["Tags"]}
+    assert tags["Role"] == role and tags["Name"] == group["GroupName"]
+    assert tags["Project"] == PROJECT and tags["Environment"] == ENVIRONMENT
 
 
 def test_database_is_private_encrypted_and_in_the_private_subnet_group(rds, ec2, vpc, outputs):
