@@ -14,6 +14,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import platform
 import re
 import subprocess
 import sys
@@ -165,7 +166,8 @@ def main() -> None:
         print(f"{row.step:<42} {row.seconds:>8.1f} {count:>8}  {row.notes}")
     forks = subprocess.run([str(BIN / "ansible-config"), "dump", "--only-changed"], cwd=ROOT, capture_output=True, text=True,
                            env=dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"))).stdout
-    print("\nAnsible settings in effect (ansible-config dump --only-changed):")
+    print(f"\nControl node: Python {platform.python_version()} from {os.path.realpath(sys.executable)}, {os.cpu_count()} cores")
+    print("Ansible settings in effect (ansible-config dump --only-changed):")
     print("\n".join("  " + line for line in forks.splitlines() if line.strip()))
 
 
