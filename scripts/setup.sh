@@ -31,10 +31,12 @@ command -v curl >/dev/null || missing_pkgs+=(curl)
 # The interpreter for .venv: $PYTHON when set, else the distribution's python3 (Debian and
 # Ubuntu build it with profile-guided optimisation; a python3 compiled by pyenv usually is not,
 # and runs Python code about a quarter slower), else python3 on PATH.
+# ansible-core 2.19 needs Python 3.11 or newer on the control node.
+python_is_recent() { "$1" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; }
 pick_python() {
     if [ -n "${PYTHON:-}" ]; then
         printf '%s\n' "$PYTHON"
-    elif [ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+    elif [ -x /usr/bin/python3 ] && python_is_recent /usr/bin/python3; then
         printf '%s\n' /usr/bin/python3
     else
         command -v python3 || printf '%s\n' python3
@@ -88,7 +90,7 @@ say "Docker engine: $(docker info -f '{{.ServerVersion}}')"
 
 # ---------------------------------------------------------------- control-node virtualenv
 python=$(pick_python)
-"$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null \
+python_is_recent "$python" \
     || die "$python is not Python 3.11 or newer (ansible-core 2.19 needs it); set PYTHON to one that is"
 # The venv is rebuilt when the pins or the interpreter change.
 stamp_input=$( { cat requirements.txt service/pyproject.toml 2>/dev/null; "$python" -c 'import sys; print(sys.executable, sys.version)'; } \
