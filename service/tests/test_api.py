@@ -155,7 +155,18 @@ def test_create_with_name_outside_the_rule_is_rejected(client, name):
     assert "name" in resp.get_json()["error"]
 
 
-@pytest.mark.parametrize("name", ["a", "A.b_c-9", "x" * 100])
+@pytest.mark.parametrize("name", [".", ".."])
+def test_create_with_a_dot_segment_name_is_rejected(client, name):
+    resp = create(client, name)
+    assert resp.status_code == 400
+    assert resp.get_json() == {
+        "error": "O campo 'name' deve ter de 1 a 100 caracteres entre A-Z, a-z, 0-9, '.', '_' e '-'"
+        " e não pode ser '.' nem '..'"
+    }
+    assert client.get("/flags").get_json() == []
+
+
+@pytest.mark.parametrize("name", ["a", "A.b_c-9", "x" * 100, "...", ".hidden", "a..b", "..b", "b.."])
 def test_create_accepts_names_within_the_rule(client, name):
     assert create(client, name).status_code == 201
     assert client.get(f"/flags/{name}").get_json()["name"] == name
@@ -240,6 +251,25 @@ def test_lookup_of_names_that_cannot_exist_is_404(client, path):
     assert client.get(path).status_code == 404
     assert client.put(path, json={"is_enabled": True}).status_code == 404
     assert client.delete(path).status_code == 404
+
+
+@pytest.mark.parametrize("path", ["/flags/%2E", "/flags/%2E%2E", "/flags/.%2e"])
+def test_dot_segment_names_in_paths_are_404_when_no_such_flag(client, path):
+    assert client.get(path).get_json() == {"error": "Flag não encontrada"}
+    assert client.put(path, json={"is_enabled": True}).status_code == 404
+    assert client.delete(path).status_code == 404
+
+
+def test_dot_segment_flags_created_before_the_rule_stay_reachable_encoded(client, db_url):
+    import psycopg
+
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO flags (name) VALUES ('.'), ('..')")
+    for path, name in (("/flags/%2E", "."), ("/flags/%2E%2E", "..")):
+        assert client.get(path).get_json()["name"] == name
+        assert client.put(path, json={"is_enabled": True}).status_code == 200
+        assert client.delete(path).status_code == 200
+    assert client.get("/flags").get_json() == []
 
 
 def test_legacy_name_outside_the_rule_stays_reachable(client, db_url):

@@ -47,6 +47,7 @@ def bare_env(**values: str) -> dict[str, str]:
         (bare_env(DB_HOST="h", DB_NAME="d", DB_USER="u", DB_POOL_SIZE="0"), "DB_POOL_SIZE must be"),
         (bare_env(DB_HOST="h", DB_NAME="d", DB_USER="u", WEB_CONCURRENCY="many"), "WEB_CONCURRENCY must be"),
         (bare_env(DB_HOST="h", DB_NAME="d", DB_USER="u", DB_CONNECT_TIMEOUT="0"), "DB_CONNECT_TIMEOUT must be"),
+        (bare_env(DB_HOST="h", DB_NAME="d", DB_USER="u", DB_PROBE_INTERVAL_MS="0.5"), "DB_PROBE_INTERVAL_MS must be"),
         (bare_env(DB_HOST="h", DB_NAME="d", DB_USER="u", API_TOKEN="short"), "API_TOKEN"),
     ],
 )

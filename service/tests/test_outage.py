@@ -1,9 +1,13 @@
-"""Database down: data routes answer 503 quickly, /health stays 200, and the service
-recovers by itself when the database returns, with no restart."""
+"""Database down: data routes answer 503 at once, /health stays 200 and fast, the service
+recovers by itself when the database returns, with no restart, and no acknowledged write is
+lost."""
 from __future__ import annotations
 
+import threading
 import time
+from typing import Callable
 
+import psycopg
 import pytest
 import requests
 
@@ -13,6 +17,13 @@ from support import TOKEN, env_for, run_cli
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 CONNECT_TIMEOUT = 1
 RECOVERY_BUDGET = 12.0
+# The fail-fast tests set the connection (and pool) timeout far above their budgets: a
+# request that queued for a pooled connection instead of failing fast would take 10 s.
+SLOW_TIMEOUT = 10
+CLIENTS = 30
+FAIL_FAST_BUDGET = 2.0  # s for all 30 clients to be answered, by 2 sync workers
+QUICK = 0.5  # s: an answer that waited for nothing
+RECOVERED_BUDGET = 2.0  # s from the database accepting connections to the service answering
 LEAKS = ("psycopg", "Traceback", "connection", "127.0.0.1", "SELECT", "port", "password")
 
 
@@ -28,23 +39,91 @@ def own_pg():
     server.destroy()
 
 
+def start_service(own_pg, serve, **env: str) -> str:
+    url = own_pg.url()
+    assert run_cli("migrate", env=env_for(url)).returncode == 0
+    _, base = serve(url, API_TOKEN=TOKEN, **env)
+    return base
+
+
 def timed(call):
     started = time.monotonic()
     resp = call()
     return resp, time.monotonic() - started
 
 
-def answers_in_a_row(url: str, count: int) -> list[int]:
-    """Poll url until it answers 200 count times in a row (or the recovery budget runs out).
-
-    Returns every status seen; the caller asserts on the tail, so a failure shows the history.
-    """
+def recovered_after(url: str, streak: int) -> tuple[float | None, list[int]]:
+    """Poll url until it answers 200 streak times in a row; return when that streak began
+    (seconds from the call) and every status seen; None when RECOVERY_BUDGET ran out."""
     start = time.monotonic()
     statuses: list[int] = []
-    while statuses[-count:] != [200] * count and time.monotonic() - start < RECOVERY_BUDGET:
-        statuses.append(requests.get(url, timeout=30).status_code)
-        time.sleep(0.05)
-    return statuses
+    began: float | None = None
+    while time.monotonic() - start < RECOVERY_BUDGET:
+        asked = time.monotonic() - start
+        statuses.append(requests.get(url, timeout=SLOW_TIMEOUT + 5).status_code)
+        if statuses[-1] != 200:
+            began = None
+        elif began is None:
+            began = asked
+        if statuses[-streak:] == [200] * streak:
+            return began, statuses
+        time.sleep(0.02)
+    return None, statuses
+
+
+def stored_flags(url: str) -> dict[str, bool]:
+    with psycopg.connect(url) as conn:
+        return dict(conn.execute("SELECT name, is_enabled FROM flags").fetchall())
+
+
+def requests_during_outage(base: str) -> list[Callable[[int], requests.Response]]:
+    """One call per route that needs the database; a client numbered i makes call i % 5."""
+    timeout = SLOW_TIMEOUT + 5
+    return [
+        lambda i: requests.get(base + "/flags/sturdy", timeout=timeout),
+        lambda i: requests.get(base + "/flags", timeout=timeout),
+        lambda i: requests.post(base + "/flags", json={"name": f"during-{i}"}, headers=AUTH, timeout=timeout),
+        lambda i: requests.put(base + "/flags/sturdy", json={"is_enabled": False}, headers=AUTH, timeout=timeout),
+        lambda i: requests.delete(base + "/flags/sturdy", headers=AUTH, timeout=timeout),
+    ]
+
+
+class LoopingClients:
+    """Threads that each repeat one call until stopped, recording every answer."""
+
+    def __init__(self, calls: list[Callable[[int], requests.Response]], count: int) -> None:
+        self.answers: list[tuple[int, requests.Response | Exception, float]] = []
+        self._first = [threading.Event() for _ in range(count)]
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._repeat, args=(i, calls[i % len(calls)])) for i in range(count)
+        ]
+
+    def __enter__(self) -> "LoopingClients":
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join()
+
+    def all_answered_within(self, seconds: float) -> bool:
+        deadline = time.monotonic() + seconds
+        return all(first.wait(max(0.0, deadline - time.monotonic())) for first in self._first)
+
+    def _repeat(self, i: int, call: Callable[[int], requests.Response]) -> None:
+        while not self._stop.is_set():
+            began = time.monotonic()
+            try:
+                answer: requests.Response | Exception = call(i)
+            except requests.RequestException as exc:
+                answer = exc
+            with self._lock:
+                self.answers.append((i, answer, time.monotonic() - began))
+            self._first[i].set()
 
 
 def test_database_outage_degrades_to_503_and_recovers_without_restart(own_pg, serve):
@@ -82,9 +161,9 @@ def test_database_outage_degrades_to_503_and_recovers_without_restart(own_pg, se
 
     own_pg.start()
 
-    # Every worker reconnects on its own within a few seconds: 20 answers in a row succeed.
-    statuses = answers_in_a_row(base + "/flags/sturdy", 20)
-    assert statuses[-20:] == [200] * 20, statuses
+    # Every worker reconnects on its own: 20 answers in a row succeed.
+    began, statuses = recovered_after(base + "/flags/sturdy", streak=20)
+    assert began is not None, statuses
     assert requests.get(base + "/ready", timeout=5).status_code == 200
     # From then on every request succeeds: stale pooled connections are discarded, not served.
     results = [requests.get(base + "/flags/sturdy", timeout=10).status_code for _ in range(40)]
@@ -102,6 +181,67 @@ def test_service_starts_while_the_database_is_down_and_becomes_ready(own_pg, ser
     assert requests.get(base + "/ready", timeout=30).status_code == 503
     own_pg.start()
     # Every worker becomes ready on its own: 10 answers in a row say so.
-    statuses = answers_in_a_row(base + "/ready", 10)
-    assert statuses[-10:] == [200] * 10, statuses
+    began, statuses = recovered_after(base + "/ready", streak=10)
+    assert began is not None, statuses
     assert requests.get(base + "/flags", timeout=5).json() == []
+
+
+def test_outage_answers_thirty_clients_503_at_once_and_health_stays_fast(own_pg, serve):
+    base = start_service(own_pg, serve, DB_CONNECT_TIMEOUT=str(SLOW_TIMEOUT))
+    assert requests.post(base + "/flags", json={"name": "sturdy"}, headers=AUTH, timeout=5).status_code == 201
+    for _ in range(20):  # warm every worker's pool so idle connections go stale in the outage
+        assert requests.get(base + "/flags/sturdy", timeout=5).status_code == 200
+
+    own_pg.stop("immediate")
+
+    with LoopingClients(requests_during_outage(base), CLIENTS) as clients:
+        assert clients.all_answered_within(FAIL_FAST_BUDGET)
+        # Asked while the 30 clients keep the workers busy: it queues behind their requests.
+        health = [timed(lambda: requests.get(base + "/health", timeout=SLOW_TIMEOUT + 5)) for _ in range(5)]
+        ready, ready_took = timed(lambda: requests.get(base + "/ready", timeout=SLOW_TIMEOUT + 5))
+
+    for i, answer, took in clients.answers:
+        assert isinstance(answer, requests.Response), (i, answer, took)
+        assert answer.status_code == 503, (i, answer.status_code, answer.text)
+        assert answer.json() == {"error": "Banco de dados indisponível"}
+        assert answer.headers["Retry-After"] == "1"  # the default probe interval, 0.5 s, rounded up
+        assert not any(leak in answer.text for leak in LEAKS)
+    assert all(resp.status_code == 200 and resp.json()["status"] == "ok" for resp, _ in health)
+    assert max(took for _, took in health) < QUICK, [took for _, took in health]
+    assert ready.status_code == 503 and ready_took < QUICK, (ready.status_code, ready_took)
+
+
+def test_service_recovers_within_two_seconds_and_keeps_every_acknowledged_write(own_pg, serve):
+    base = start_service(own_pg, serve, DB_CONNECT_TIMEOUT=str(SLOW_TIMEOUT))
+    acknowledged: dict[str, bool] = {}
+
+    def write(name: str, is_enabled: bool) -> int:
+        status = requests.post(
+            base + "/flags", json={"name": name, "is_enabled": is_enabled}, headers=AUTH, timeout=SLOW_TIMEOUT + 5
+        ).status_code
+        if status == 201:
+            acknowledged[name] = is_enabled
+        return status
+
+    assert [write(f"before-{i}", i % 2 == 0) for i in range(10)] == [201] * 10
+    switch = requests.put(base + "/flags/before-1", json={"is_enabled": True}, headers=AUTH, timeout=5)
+    assert switch.status_code == 200
+    acknowledged["before-1"] = True
+
+    own_pg.stop("immediate")
+
+    during = [timed(lambda i=i: write(f"during-{i}", True)) for i in range(10)]
+    assert [status for status, _ in during] == [503] * 10, during
+    assert max(took for _, took in during) < QUICK, during
+    switch = requests.put(base + "/flags/before-0", json={"is_enabled": False}, headers=AUTH, timeout=SLOW_TIMEOUT + 5)
+    assert switch.status_code == 503
+
+    own_pg.start()
+
+    began, statuses = recovered_after(base + "/flags/before-0", streak=10)
+    assert began is not None and began < RECOVERED_BUDGET, (began, statuses)
+    assert [write(f"after-{i}", True) for i in range(10)] == [201] * 10
+
+    listed = {f["name"]: f["is_enabled"] for f in requests.get(base + "/flags", timeout=5).json()}
+    assert listed == acknowledged
+    assert stored_flags(own_pg.url()) == acknowledged

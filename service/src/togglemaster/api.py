@@ -17,7 +17,9 @@ from togglemaster.version import BUILD_ID, VERSION
 
 bp = Blueprint("api", __name__)
 
-NAME_RE = re.compile(r"[A-Za-z0-9._-]{1,100}")
+# 1-100 characters of [A-Za-z0-9._-], but not "." or "..": clients and proxies resolve those
+# path segments (/flags/.. is /), so such a flag could never be read, switched or deleted.
+NAME_RE = re.compile(r"(?!\.\.?\Z)[A-Za-z0-9._-]{1,100}")
 DESCRIPTION_MAX = 500
 LIMIT_MAX = 1000
 OFFSET_MAX = 1_000_000
@@ -182,7 +184,9 @@ def create_flag() -> Response:
         raise ApiError(400, MSG_NAME_REQUIRED)
     if not isinstance(name, str) or not NAME_RE.fullmatch(name):
         raise ApiError(
-            400, "O campo 'name' deve ter de 1 a 100 caracteres entre A-Z, a-z, 0-9, '.', '_' e '-'"
+            400,
+            "O campo 'name' deve ter de 1 a 100 caracteres entre A-Z, a-z, 0-9, '.', '_' e '-'"
+            " e não pode ser '.' nem '..'",
         )
     is_enabled = body.get("is_enabled", False)
     if not isinstance(is_enabled, bool):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import math
 import re
 import time
 import uuid
@@ -45,14 +46,16 @@ def create_app(cfg: Config | None = None, *, store: Store | None = None) -> Flas
         TOGGLEMASTER_API_TOKEN=cfg.api_token,
         TOGGLEMASTER_OPENAPI=resources.files("togglemaster").joinpath("openapi.json").read_bytes(),
     )
+    probe_interval = cfg.db_probe_interval_ms / 1000
     if store is None:
-        store = Store(cfg.conninfo(), cfg.db_pool_size, float(cfg.db_connect_timeout))
+        store = Store(cfg.conninfo(), cfg.db_pool_size, float(cfg.db_connect_timeout), probe_interval)
         store.open()
         atexit.register(store.close)
     app.extensions["togglemaster.store"] = store
     app.register_blueprint(bp)
     _register_request_log(app)
-    _register_error_handlers(app)
+    # A client told to retry sooner than the next reconnection attempt would only find 503 again.
+    _register_error_handlers(app, retry_after=max(1, math.ceil(probe_interval)))
     return app
 
 
@@ -94,7 +97,7 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
     return resp
 
 
-def _register_error_handlers(app: Flask) -> None:
+def _register_error_handlers(app: Flask, retry_after: int) -> None:
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError) -> Response:
         return _error(exc.status, exc.message, exc.headers)
@@ -106,7 +109,7 @@ def _register_error_handlers(app: Flask) -> None:
     @app.errorhandler(DatabaseUnavailable)
     def _unavailable(exc: DatabaseUnavailable) -> Response:
         error_log.warning("database unavailable: %s", exc, extra={"request_id": g.get("request_id")})
-        return _error(503, HTTP_MESSAGES[503], {"Retry-After": "1"})
+        return _error(503, HTTP_MESSAGES[503], {"Retry-After": str(retry_after)})
 
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException) -> Response:

@@ -34,6 +34,7 @@ class Config:
     db_extra: tuple[tuple[str, str], ...] = field(repr=False)
     db_connect_timeout: int
     db_pool_size: int
+    db_probe_interval_ms: int
     host: str
     port: int
     log_level: str
@@ -174,6 +175,7 @@ def load(env: Mapping[str, str] | None = None) -> Config:
         **db,  # type: ignore[arg-type]
         db_connect_timeout=_int(env, "DB_CONNECT_TIMEOUT", 3, 1, 60),
         db_pool_size=_int(env, "DB_POOL_SIZE", threads, 1, MAX_POOL_SIZE),
+        db_probe_interval_ms=_int(env, "DB_PROBE_INTERVAL_MS", 500, 100, 10_000),
         host=host,
         port=_int(env, "PORT", 8000, 1, 65535),
         log_level=log_level,
