@@ -26,7 +26,6 @@ def host_vars():
     """Return the variables Ansible resolves for a host in an environment's inventory."""
 
     def resolve(environment: str, host: str, extra_inventory: Path | None = None) -> dict:
-        # The static hosts file only: the aws_ec2 sources beside it would call the AWS API.
         cmd = [str(BIN / "ansible-inventory"), "-i", str(ROOT / "inventories" / environment / "hosts.yml")]
         if extra_inventory is not None:
             cmd += ["-i", str(extra_inventory)]

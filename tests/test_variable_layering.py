@@ -66,3 +66,18 @@ def test_overrides_differ_from_the_shared_default(environment):
     for path in sorted(folder.glob("*.yml")):
         for key, value in (yaml.safe_load(path.read_text()) or {}).items():
             assert key not in shared or shared[key] != value, f"{path.relative_to(ROOT)}: {key} repeats the shared default"
+
+
+@pytest.mark.parametrize("environment", ("staging", "production"))
+def test_aws_hosts_keep_time_with_the_amazon_time_sync_service(host_vars, environment):
+    # The web security group lets no NTP out; only the link-local service answers on EC2.
+    assert host_vars(environment, "localhost")["base_time_sync_servers"] == ["169.254.169.123"]
+
+
+@pytest.mark.parametrize("environment", ENVIRONMENTS)
+def test_region_and_project_are_set_once_in_the_shared_defaults(environment):
+    """No inventory file repeats the region or the project name: hosts are found with aws_region and common_tags."""
+    for path in sorted((ROOT / "inventories" / environment).rglob("*.yml")):
+        text = path.read_text()
+        assert SHARED["aws_region"] not in text, f"{path.relative_to(ROOT)} names the region"
+        assert SHARED["project_name"] not in text, f"{path.relative_to(ROOT)} names the project"

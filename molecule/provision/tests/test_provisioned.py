@@ -67,6 +67,13 @@ def test_subnets_of_each_tier_span_two_availability_zones(ec2, vpc, tier):
     assert all(s["MapPublicIpOnLaunch"] == (tier == "public") for s in subnets)
 
 
+def test_subnets_default_to_the_first_two_zones_the_region_reports(ec2, vpc):
+    available = sorted(z["ZoneName"] for z in ec2.describe_availability_zones(
+        Filters=[{"Name": "state", "Values": ["available"]}])["AvailabilityZones"])
+    for tier in ("public", "private"):
+        assert [s["AvailabilityZone"] for s in sorted(subnets_by_tier(ec2, vpc["VpcId"], tier), key=lambda s: s["CidrBlock"])] == available[:2]
+
+
 def test_public_route_table_sends_the_default_route_to_the_internet_gateway(ec2, vpc):
     igws = ec2.describe_internet_gateways(Filters=[{"Name": "attachment.vpc-id", "Values": [vpc["VpcId"]]}])
     igw_id = igws["InternetGateways"][0]["InternetGatewayId"]
@@ -195,20 +202,36 @@ def test_master_password_is_kept_private_and_out_of_the_outputs_and_git():
     assert ignored.returncode == 0, ".state/ must be gitignored"
 
 
-def test_staging_dynamic_inventory_groups_the_web_hosts_by_role(outputs):
-    result = run_ansible([venv_bin("ansible-inventory"), "-i", str(REPO_DIR / "inventories" / "staging"), "--list"])
-    assert result.returncode == 0, result.stderr
-    inventory = json.loads(result.stdout)
-    names = {i["name"] for i in outputs["web_instances"]}
-    assert set(inventory["web"]["hosts"]) == names
-    assert "web" in inventory["staging"]["children"]
+def discovered(tmp_path, env: str, *extra: str) -> dict[str, dict]:
+    """The hosts playbooks/discover.yml adds to the run, as name -> groups, address and user."""
+    playbook = tmp_path / "discovered.yml"
+    playbook.write_text(
+        "- ansible.builtin.import_playbook: " + str(REPO_DIR / "playbooks" / "discover.yml") + "\n"
+        "- hosts: web\n  gather_facts: false\n  tasks:\n"
+        "    - ansible.builtin.copy:\n"
+        "        content: \"{{ {'groups': group_names, 'host': ansible_host, 'user': ansible_user} | to_json }}\"\n"
+        f"        dest: {tmp_path}/{{{{ inventory_hostname }}}}.json\n"
+        "        mode: '0600'\n"
+        "      delegate_to: localhost\n",
+        encoding="utf-8",
+    )
+    result = run_ansible([venv_bin("ansible-playbook"), "-i", str(REPO_DIR / "inventories" / env), str(playbook), *extra])
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr
+    return {path.stem: json.loads(path.read_text(encoding="utf-8")) for path in tmp_path.glob("*.json")}
+
+
+def test_staging_hosts_are_found_by_tags_and_grouped_by_role(outputs, tmp_path):
+    hosts = discovered(tmp_path, "staging")
+    assert set(hosts) == {i["name"] for i in outputs["web_instances"]}
     for entry in outputs["web_instances"]:
-        host = inventory["_meta"]["hostvars"][entry["name"]]["ansible_host"]
-        # ansible-inventory --list marks values from the API as unsafe: {"__ansible_unsafe": value}
-        assert (host.get("__ansible_unsafe") if isinstance(host, dict) else host) == entry["public_ip"]
+        assert hosts[entry["name"]]["host"] == entry["public_ip"]
+        assert hosts[entry["name"]]["user"] == "admin"
+        assert "web" in hosts[entry["name"]]["groups"] and "staging" in hosts[entry["name"]]["groups"]
 
 
-def test_production_dynamic_inventory_does_not_see_staging_hosts():
-    result = run_ansible([venv_bin("ansible-inventory"), "-i", str(REPO_DIR / "inventories" / "production"), "--list"])
-    assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout).get("web", {}).get("hosts", []) == []
+def test_host_discovery_looks_in_the_environments_region_only(outputs, tmp_path):
+    assert discovered(tmp_path, "staging", "-e", "aws_region=us-east-1") == {}
+
+
+def test_production_discovery_does_not_see_staging_hosts(tmp_path):
+    assert discovered(tmp_path, "production") == {}
