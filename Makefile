@@ -6,7 +6,7 @@ export PATH := $(VENV)/bin:$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
 .DEFAULT_GOAL := help
-.PHONY: help setup image lint test test-repo test-service test-molecule test-demo \
+.PHONY: help setup setup-control image lint test test-repo test-service test-molecule test-demo \
         test-provision test-platform test-deploy demo demo-down bench-service bench-deploy
 
 help: ## List the targets
@@ -14,6 +14,9 @@ help: ## List the targets
 
 setup: ## Install prerequisites, create .venv, build the test host image (safe to re-run)
 	bash scripts/setup.sh
+
+setup-control: ## Only the .venv, to deploy to AWS from any laptop (macOS or Linux, no root)
+	bash scripts/setup.sh control
 
 image: ## Build the test host image when its definition changed
 	bash scripts/build-image.sh
