@@ -538,3 +538,18 @@ def test_production_options_are_idempotent_and_autoscaled_storage_is_not_shrunk(
     assert rds_api.actions("ModifyDBInstance") == []
     assert running(rds_api, "rds-prod")["AllocatedStorage"] == 31
 
+
+
+@pytest.mark.parametrize(("skip", "snapshots"), [(True, 0), (False, 1)], ids=["skip-final-snapshot", "default"])
+def test_destroy_takes_a_final_snapshot_unless_told_not_to(tmp_path, rds_api, skip, snapshots):
+    identifier = f"rds-gone-{'skip' if skip else 'kept'}"
+    tags = {"Project": "togglemaster", "Environment": identifier}  # only this test's database is doomed
+    assert provision(tmp_path, rds_api, identifier, aws_rds_tags=tags).returncode == 0
+    run = provision(tmp_path, rds_api, identifier, aws_rds_tags=tags, aws_rds_state="absent",
+                    aws_rds_skip_final_snapshot=skip)
+    assert run.returncode == 0, run.failure
+    assert identifier not in {db["DBInstanceIdentifier"] for db in rds_api.rds.describe_db_instances()["DBInstances"]}
+    kept = [s for s in rds_api.rds.describe_db_snapshots()["DBSnapshots"] if s["DBInstanceIdentifier"] == identifier]
+    assert len(kept) == snapshots, kept
+    if snapshots:
+        assert kept[0]["DBSnapshotIdentifier"].startswith(f"{identifier}-final-")
