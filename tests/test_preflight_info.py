@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import socket
 import subprocess
-import time
 from pathlib import Path
 
 import boto3
@@ -352,37 +350,6 @@ def test_a_real_error_is_raised_not_reported_unavailable(stubbed):
 # --- the module through ansible, against moto --------------------------------------------------
 
 
-def free_loopback_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def moto(tmp_path_factory):
-    """A moto server of our own on a free loopback port."""
-    port = free_loopback_port()
-    log = tmp_path_factory.mktemp("moto") / "moto.log"
-    with log.open("w") as out:
-        server = subprocess.Popen(
-            [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)], stdout=out, stderr=subprocess.STDOUT
-        )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"moto_server did not start:\n{log.read_text()}")
-                time.sleep(0.2)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
-
-
 def moto_client(endpoint: str, service: str):
     return boto3.client(service, endpoint_url=endpoint, region_name=REGION, **FAKE_KEYS)
 
@@ -411,15 +378,15 @@ def run_module(endpoint: str, args: str, tmp_path: Path) -> dict:
     return json.loads(document)["plays"][0]["tasks"][0]["hosts"]["localhost"]
 
 
-def test_module_reports_what_moto_answers_and_what_it_cannot(moto, tmp_path):
-    ec2 = moto_client(moto, "ec2")
+def test_module_reports_what_moto_answers_and_what_it_cannot(moto_endpoint, tmp_path):
+    ec2 = moto_client(moto_endpoint, "ec2")
     image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
     for instance_type in ("t3.micro", "m5.large", "g4dn.xlarge"):
         ec2.run_instances(ImageId=image, InstanceType=instance_type, MinCount=1, MaxCount=1)
     ec2.allocate_address(Domain="vpc")
 
     result = run_module(
-        moto,
+        moto_endpoint,
         "instance_type=t3.small zones=sa-east-1a,sa-east-1z rds_instance_class=db.t4g.micro rds_engine_version=16",
         tmp_path,
     )
@@ -453,8 +420,8 @@ def test_module_reports_what_moto_answers_and_what_it_cannot(moto, tmp_path):
     assert vcpus["requested"] == {"status": "ok", "value": 2, "instance_type": "t3.small", "standard_family": True}
 
 
-def test_module_fails_on_an_unknown_instance_type(moto, tmp_path):
-    result = run_module(moto, "instance_type=t3.nope", tmp_path)
+def test_module_fails_on_an_unknown_instance_type(moto_endpoint, tmp_path):
+    result = run_module(moto_endpoint, "instance_type=t3.nope", tmp_path)
 
     assert result.get("failed") is True
     assert result["msg"].startswith("A preflight query failed")

@@ -18,7 +18,6 @@ from __future__ import annotations
 import http.client
 import importlib.util
 import json
-import socket
 import subprocess
 import sys
 import threading
@@ -194,12 +193,6 @@ def test_windows_overlap_on_any_day_of_the_week(backup, maintenance, overlap):
 
 # ---------------------------------------------------------------------------------------------
 # ansible-playbook with the role
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def aws_env(endpoint: str) -> dict[str, str]:
@@ -405,13 +398,8 @@ class FakeRds:
 
 
 @pytest.fixture(scope="module")
-def rds_api():
-    from moto.server import ThreadedMotoServer
-
-    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
-    moto.start()
-    host, port = moto.get_host_and_port()
-    assert host == "127.0.0.1"
+def rds_api(moto_endpoint):
+    port = int(moto_endpoint.rsplit(":", 1)[1])
     fake = FakeRds(port)
     session = boto3.session.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name="sa-east-1")
     ec2 = session.client("ec2", endpoint_url=f"http://127.0.0.1:{port}")
@@ -425,7 +413,6 @@ def rds_api():
     fake.rds = session.client("rds", endpoint_url=f"http://127.0.0.1:{port}")
     yield fake
     fake.server.shutdown()
-    moto.stop()
 
 
 def provision(tmp_path: Path, api: FakeRds, identifier: str, **extra) -> Run:
