@@ -3,8 +3,10 @@ database, the app behind Flask's test client, and helpers to run the CLI and the
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -17,6 +19,9 @@ import pgserver  # noqa: E402
 from togglemaster import config as config_mod  # noqa: E402
 from togglemaster.app import create_app  # noqa: E402
 from support import TOKEN, env_for, run_cli, url_for_params, wait_http, Service  # noqa: E402
+
+SERVICE_DIR = Path(__file__).resolve().parents[1]
+BUILD_ID = "ci-4242"
 
 
 @pytest.fixture(scope="session")
@@ -80,6 +85,59 @@ def guarded_app(db_url: str):
     return _app(db_url, API_TOKEN=TOKEN)
 
 
+@pytest.fixture(scope="session")
+def unreachable_app():
+    """The app configured for a database that refuses every connection."""
+    return _app("postgresql://u:pw@127.0.0.1:1/db", DB_CONNECT_TIMEOUT="1")
+
+
+@pytest.fixture
+def unreachable(unreachable_app):
+    return unreachable_app.test_client()
+
+
+@dataclass(frozen=True)
+class Release:
+    """The service wheel built with TOGGLEMASTER_BUILD_ID=build, installed into site_dir."""
+
+    wheel: Path
+    site_dir: Path
+    version: str
+    build: str
+
+    def env(self, env: dict[str, str]) -> dict[str, str]:
+        """env with this release first on the import path (ahead of the editable checkout)."""
+        return dict(env, PYTHONPATH=str(self.site_dir))
+
+    def argv(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "togglemaster.cli", *args]
+
+
+def _build_release(out: Path, build_id: str | None) -> Release:
+    """Build the wheel the way a release does (build_id None: the variable unset), install it."""
+    env = {k: v for k, v in os.environ.items() if k != "TOGGLEMASTER_BUILD_ID"}
+    if build_id is not None:
+        env["TOGGLEMASTER_BUILD_ID"] = build_id
+    pip = [sys.executable, "-m", "pip", "-q", "--disable-pip-version-check"]
+    subprocess.run([*pip, "wheel", "--no-deps", "--wheel-dir", str(out / "dist"), str(SERVICE_DIR)],
+                   env=env, check=True, capture_output=True, timeout=300)
+    wheel = next((out / "dist").glob("togglemaster-*.whl"))
+    subprocess.run([*pip, "install", "--no-deps", "--no-index", "--target", str(out / "site"), str(wheel)],
+                   check=True, capture_output=True, timeout=300)
+    return Release(wheel=wheel, site_dir=out / "site", version=wheel.name.split("-")[1], build=build_id or "dev")
+
+
+@pytest.fixture(scope="session")
+def release(tmp_path_factory) -> Release:
+    """The wheel built with TOGGLEMASTER_BUILD_ID=ci-4242, installed."""
+    return _build_release(tmp_path_factory.mktemp("release"), BUILD_ID)
+
+
+@pytest.fixture(scope="session")
+def release_without_build_id(tmp_path_factory) -> Release:
+    return _build_release(tmp_path_factory.mktemp("release-dev"), None)
+
+
 @pytest.fixture
 def clean(db_url: str) -> None:
     with psycopg.connect(db_url, autocommit=True) as conn:
@@ -101,11 +159,17 @@ def serve(tmp_path):
     """Factory: start `togglemaster serve` on a free loopback port; stopped at teardown."""
     started: list[Service] = []
 
-    def start(db: str, **env: str) -> tuple[Service, str]:
+    def start(db: str, release: Release | None = None, **env: str) -> tuple[Service, str]:
+        """release: serve that installed wheel instead of the checkout."""
         port = pgserver.free_port()
         values = dict(HOST="127.0.0.1", PORT=str(port), WEB_CONCURRENCY="2")
         values.update(env)
-        service = Service(env_for(db, **values), tmp_path / f"serve-{port}.log")
+        full_env = env_for(db, **values)
+        log_path = tmp_path / f"serve-{port}.log"
+        if release is None:
+            service = Service(full_env, log_path)
+        else:
+            service = Service(release.env(full_env), log_path, argv=release.argv("serve"))
         started.append(service)
         base = f"http://127.0.0.1:{port}"
         wait_http(base + "/health")

@@ -1,12 +1,14 @@
 """Helpers shared by the tests and the fixtures: the CLI, the server process, URLs."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 from urllib.parse import quote
 
 TOKEN = "test-token-0123456789abcdef"
@@ -61,7 +63,23 @@ class Service:
         )
 
     def log_lines(self) -> list[str]:
-        return self.log_path.read_text(encoding="utf-8").splitlines()
+        """Every complete line written so far (a line still being written is left out)."""
+        return self.log_path.read_text(encoding="utf-8").split("\n")[:-1]
+
+    def log_records(self) -> list[dict]:
+        return [json.loads(line) for line in self.log_lines()]
+
+    def wait_for_log(self, found: Callable[[list[dict]], bool], timeout: float = 20.0) -> list[dict]:
+        """The log records once found(records) holds; fails after timeout seconds."""
+        records: list[dict] = []
+
+        def check() -> bool:
+            nonlocal records
+            records = self.log_records()
+            return found(records)
+
+        wait_until(check, timeout, f"the log of {self.log_path.name} never showed what was expected")
+        return records
 
     def stop(self, timeout: float = 30) -> int:
         if self.proc.poll() is None:
@@ -70,6 +88,15 @@ class Service:
             return self.proc.wait(timeout=timeout)
         finally:
             self._log.close()
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, message: str) -> None:
+    """Poll condition until it holds; AssertionError with message after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{message} (waited {timeout} s)")
+        time.sleep(0.02)
 
 
 def wait_http(url: str, timeout: float = 20.0) -> None:

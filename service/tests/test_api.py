@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -397,10 +398,34 @@ def test_request_id_is_echoed_or_generated(client):
     assert client.get("/flags/none").headers["X-Request-ID"]
 
 
+def test_request_id_of_128_characters_is_echoed_and_one_of_129_replaced(client):
+    longest = "r" * 128
+    assert client.get("/health", headers={"X-Request-ID": longest}).headers["X-Request-ID"] == longest
+    replaced = client.get("/health", headers={"X-Request-ID": longest + "r"}).headers["X-Request-ID"]
+    assert "r" not in replaced and re.fullmatch(r"[A-Za-z0-9._:-]{1,128}", replaced), replaced
+
+
 def test_ready_when_database_answers(client):
     resp = client.get("/ready")
     assert resp.status_code == 200
     assert resp.get_json() == {"status": "ready", "version": VERSION, "build": BUILD_ID}
+
+
+@pytest.mark.parametrize(
+    "method, path, body",
+    [
+        ("GET", "/ready", None),
+        ("GET", "/flags", None),
+        ("GET", "/flags/some", None),
+        ("POST", "/flags", {"name": "some"}),
+        ("PUT", "/flags/some", {"is_enabled": True}),
+        ("DELETE", "/flags/some", None),
+    ],
+)
+def test_every_503_carries_retry_after(unreachable, method, path, body):
+    resp = unreachable.open(path, method=method, json=body)
+    assert resp.status_code == 503, resp.get_data(as_text=True)
+    assert resp.headers.get("Retry-After") == "1"  # DB_PROBE_INTERVAL_MS 500, rounded up to whole seconds
 
 
 def test_openapi_document_is_served(client):

@@ -35,6 +35,7 @@ class Config:
     db_connect_timeout: int
     db_pool_size: int
     db_probe_interval_ms: int
+    migration_lock_timeout: int
     host: str
     port: int
     log_level: str
@@ -176,6 +177,7 @@ def load(env: Mapping[str, str] | None = None) -> Config:
         db_connect_timeout=_int(env, "DB_CONNECT_TIMEOUT", 3, 1, 60),
         db_pool_size=_int(env, "DB_POOL_SIZE", threads, 1, MAX_POOL_SIZE),
         db_probe_interval_ms=_int(env, "DB_PROBE_INTERVAL_MS", 500, 100, 10_000),
+        migration_lock_timeout=_int(env, "MIGRATION_LOCK_TIMEOUT", 120, 1, 3600),
         host=host,
         port=_int(env, "PORT", 8000, 1, 65535),
         log_level=log_level,

@@ -17,7 +17,6 @@ from togglemaster.config import Config
 
 # Arbitrary, fixed key for pg_advisory_lock: "togglemaster migrate".
 ADVISORY_LOCK_KEY = 0x746D6D6967  # 'tmmig'
-LOCK_WAIT_SECONDS = 120
 
 
 class MigrationError(Exception):
@@ -49,12 +48,14 @@ def apply(cfg: Config) -> MigrationResult:
     psycopg.OperationalError (database unreachable) propagates to the caller.
     """
     with psycopg.connect(cfg.conninfo(), autocommit=True) as guard:
-        guard.execute(f"SET lock_timeout = '{LOCK_WAIT_SECONDS}s'")
+        # An int from the validated Config (1-3600): safe to format into the statement.
+        wait = cfg.migration_lock_timeout
+        guard.execute(f"SET lock_timeout = '{wait}s'")
         try:
             guard.execute("SELECT pg_advisory_lock(%s)", (ADVISORY_LOCK_KEY,))
         except psycopg.errors.LockNotAvailable:
             raise MigrationError(
-                f"another migration held the lock for more than {LOCK_WAIT_SECONDS} s"
+                f"another migration held the lock for more than {wait} s"
             ) from None
         try:
             return _apply_locked(cfg)
