@@ -434,3 +434,13 @@ def test_openapi_document_is_served(client):
     doc = resp.get_json()
     assert doc["openapi"].startswith("3.")
     assert {"/health", "/ready", "/version", "/flags", "/flags/{name}"} <= set(doc["paths"])
+
+
+@pytest.mark.parametrize(("path", "methods"), [("/flags", {"GET", "POST"}), ("/flags/some", {"GET", "PUT", "DELETE"})])
+def test_options_answers_json_naming_the_allowed_methods(client, path, methods):
+    resp = client.options(path)
+    assert resp.status_code == 200
+    assert resp.mimetype == "application/json"
+    allowed = set(resp.get_json()["allow"])
+    assert methods <= allowed and "OPTIONS" in allowed
+    assert set(resp.headers["Allow"].split(", ")) == allowed

@@ -162,11 +162,11 @@ def version() -> Response:
 
 
 @bp.get("/ready")
-def ready() -> Response | tuple[Response, int]:
+def ready() -> Response | tuple[Response, int, dict[str, str]]:
     if _store().ping():
         # The build lets a deploy gate check readiness and the running release in one request.
         return jsonify({"status": "ready", "version": VERSION, "build": BUILD_ID})
-    return jsonify({"status": "unavailable"}), 503
+    return jsonify({"status": "unavailable"}), 503, {"Retry-After": current_app.config["TOGGLEMASTER_RETRY_AFTER"]}
 
 
 @bp.get("/openapi.json")

@@ -11,6 +11,7 @@ from importlib import resources
 
 from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from togglemaster import config as config_mod
 from togglemaster import log as log_mod
@@ -41,12 +42,19 @@ def create_app(cfg: Config | None = None, *, store: Store | None = None) -> Flas
     log_mod.setup(cfg.log_level)
 
     app = Flask("togglemaster")
+    # One proxy in front, nginx (roles/reverse_proxy), which sets X-Forwarded-For to the address
+    # that connected to it, never to what the client wrote: trust exactly that one hop, so the
+    # request log names the client, not 127.0.0.1.
+    app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)
     app.config.update(
         MAX_CONTENT_LENGTH=MAX_BODY_BYTES,
         TOGGLEMASTER_API_TOKEN=cfg.api_token,
         TOGGLEMASTER_OPENAPI=resources.files("togglemaster").joinpath("openapi.json").read_bytes(),
     )
     probe_interval = cfg.db_probe_interval_ms / 1000
+    # A client told to retry sooner than the next reconnection attempt would only find 503 again.
+    retry_after = max(1, math.ceil(probe_interval))
+    app.config["TOGGLEMASTER_RETRY_AFTER"] = str(retry_after)
     if store is None:
         store = Store(cfg.conninfo(), cfg.db_pool_size, float(cfg.db_connect_timeout), probe_interval)
         store.open()
@@ -54,9 +62,22 @@ def create_app(cfg: Config | None = None, *, store: Store | None = None) -> Flas
     app.extensions["togglemaster.store"] = store
     app.register_blueprint(bp)
     _register_request_log(app)
-    # A client told to retry sooner than the next reconnection attempt would only find 503 again.
-    _register_error_handlers(app, retry_after=max(1, math.ceil(probe_interval)))
+    _answer_options_in_json(app)
+    _register_error_handlers(app, retry_after=retry_after)
     return app
+
+
+def _answer_options_in_json(app: Flask) -> None:
+    """OPTIONS answers like every other route: JSON naming the allowed methods (and the Allow header)."""
+    default = app.make_default_options_response
+
+    def json_options() -> Response:
+        allowed = sorted(default().allow)
+        resp = jsonify({"allow": allowed})
+        resp.headers["Allow"] = ", ".join(allowed)
+        return resp
+
+    app.make_default_options_response = json_options  # type: ignore[method-assign]
 
 
 def _register_request_log(app: Flask) -> None:
