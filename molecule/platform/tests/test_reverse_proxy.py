@@ -410,3 +410,11 @@ def test_one_address_holding_too_many_requests_gets_json_429(host, address):
     assert over.header("Content-Type") == "application/json"
     assert over.json() == {"error": "Requisições simultâneas demais deste endereço"}
     assert other_address.stdout == "200"
+
+
+def test_nginx_logs_are_readable_by_the_adm_group_only(host):
+    for path in ("/var/log/nginx/togglemaster.access.log", "/var/log/nginx/error.log"):
+        log = host.file(path)
+        assert log.is_file, path
+        assert log.mode & 0o007 == 0, f"{path} is {oct(log.mode)}: others must not read it"
+        assert log.group == "adm", path
