@@ -12,7 +12,7 @@ def test_sshd_refuses_password_logins(host):
     settings = _sshd_effective(host)
     assert settings["passwordauthentication"] == "no"
     assert settings["kbdinteractiveauthentication"] == "no"
-    assert settings["permitrootlogin"] == "without-password"  # sshd's name for prohibit-password
+    assert settings["permitrootlogin"] == "no"  # base_sshd_permit_root_login's default
 
 
 def test_sshd_is_running(host):
