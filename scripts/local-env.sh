@@ -4,7 +4,8 @@
 #   scripts/local-env.sh up      emulated AWS API (moto server on 127.0.0.1:5050, pid file),
 #                                a docker network and two systemd containers standing in for the
 #                                EC2 web host and the RDS database host, reached over SSH on
-#                                loopback with a generated key, as EC2 would be.
+#                                loopback with a generated key as the user admin (sudo, no
+#                                password), as EC2 would be; root cannot log in.
 #   scripts/local-env.sh down    removes the containers, the network, the emulator and the
 #                                local state (.state/local). Safe to repeat.
 #   scripts/local-env.sh status  what is running.
@@ -20,6 +21,7 @@ network=togglemaster-local
 moto_port=5050
 moto_pid="$state/moto.pid"
 key="$state/ssh/id_ed25519"
+login_user=admin
 venv_bin="$PWD/.venv/bin"
 
 say() { printf 'local-env: %s\n' "$*"; }
@@ -50,6 +52,11 @@ start_moto() {
 # name, then extra docker run arguments (published ports)
 start_host() {
     local name=$1; shift
+    # A container made from an older image lacks what the image gives now (the login user).
+    if docker inspect "$name" >/dev/null 2>&1 &&
+       [ "$(docker inspect -f '{{.Image}}' "$name")" != "$(docker image inspect -f '{{.Id}}' "$image")" ]; then
+        die "$name was made from an older test host image: 'make demo-down' first, then up again"
+    fi
     if [ "$(docker inspect -f '{{.State.Running}}' "$name" 2>/dev/null)" = "true" ]; then
         say "$name already running"
     elif docker inspect "$name" >/dev/null 2>&1; then
@@ -61,24 +68,26 @@ start_host() {
             --label togglemaster.environment=local "${systemd_flags[@]}" "$@" \
             "$image" /lib/systemd/systemd >/dev/null
     fi
-    # Trust the generated key, as EC2 does with the key pair's public key.
-    docker exec -i "$name" sh -c 'mkdir -p /root/.ssh && chmod 700 /root/.ssh &&
-        cat > /root/.ssh/authorized_keys && chmod 600 /root/.ssh/authorized_keys' <"$key.pub"
+    # The login user trusts the generated key, as EC2 does with the key pair's public key.
+    docker exec -i -u "$login_user" "$name" sh -c 'umask 077 && mkdir -p "$HOME/.ssh" &&
+        cat > "$HOME/.ssh/authorized_keys"' <"$key.pub"
 }
 
 wait_for_ssh() {
     local port=$1
     for _ in $(seq 1 60); do
-        ssh -i "$key" -p "$port" -o BatchMode=yes -o ConnectTimeout=2 -o StrictHostKeyChecking=no \
-            -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR root@127.0.0.1 true 2>/dev/null && return
+        ssh -i "$key" -p "$port" -o BatchMode=yes -o ConnectTimeout=2 -o IdentitiesOnly=yes \
+            -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR \
+            "$login_user@127.0.0.1" sudo -n true 2>/dev/null && return
         sleep 1
     done
-    die "SSH on 127.0.0.1:$port did not answer"
+    die "SSH as $login_user (with sudo) on 127.0.0.1:$port did not answer"
 }
 
 up() {
     docker info >/dev/null 2>&1 || die "no Docker engine answers: run 'make setup' first"
-    docker image inspect "$image" >/dev/null 2>&1 || bash scripts/build-image.sh
+    # Up to date in a second when the image definition did not change.
+    bash scripts/build-image.sh
     install -d -m 0700 "$state" "$state/ssh"
     [ -f "$key" ] || ssh-keygen -q -t ed25519 -N '' -C "togglemaster-local" -f "$key"
     start_moto
@@ -118,7 +127,7 @@ ToggleMaster is running locally.
   API token:     in $state/api_token — writes need 'Authorization: Bearer <token>':
                  curl -X POST -H "Authorization: Bearer \$(cat $state/api_token)" \\
                       -H 'Content-Type: application/json' -d '{"name": "dark-mode"}' http://127.0.0.1:8080/flags
-  SSH:           ssh -i $key -p 2222 root@127.0.0.1   (database host: -p 2223)
+  SSH:           ssh -i $key -p 2222 $login_user@127.0.0.1   (then sudo; database host: -p 2223)
   Roll back:     ansible-playbook -i inventories/local playbooks/rollback.yml -e confirm_rollback=local
   Tear down:     make demo-down
 SUMMARY

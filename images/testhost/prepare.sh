@@ -16,6 +16,13 @@ ExecStartPre=
 ExecStartPre=/usr/bin/ssh-keygen -A
 ExecStartPre=/usr/sbin/sshd -t
 UNIT
-mkdir -p /root/.ssh && chmod 700 /root/.ssh
+# The login user, as on Debian's EC2 images: `admin`, no password, sudo without one. Root has no
+# key: scripts/local-env.sh gives admin the generated key, as EC2 does with the key pair.
+useradd --create-home --shell /bin/bash --groups sudo admin
+usermod --password '*' admin
+install -d -m 0700 -o admin -g admin /home/admin/.ssh
+printf 'admin ALL=(ALL) NOPASSWD:ALL\n' > /etc/sudoers.d/90-admin
+chmod 0440 /etc/sudoers.d/90-admin
+visudo -cq
 # An EC2 image has no machine id baked in either
 : > /etc/machine-id

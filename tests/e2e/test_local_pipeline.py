@@ -2,8 +2,9 @@
 
 Brings up the local environment (emulated AWS API + systemd containers), runs site.yml
 (provision, configure, deploy, validate), re-runs it expecting no change, calls the API through
-nginx, runs site.yml and destroy.yml in check mode, checks that destroy refuses without
-confirmation, then destroys and tears down.
+nginx, runs site.yml and destroy.yml in check mode, checks the hosts over SSH as an operator would
+(admin with sudo gets in, root does not, sshd's settings, log file modes), checks that destroy
+refuses without confirmation, then destroys and tears down.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from conftest import BIN, ROOT, ansible_env
 
 RECAP = re.compile(r"^(\S+)\s+:\s+ok=\d+\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
 BASE = "http://127.0.0.1:8080"
+KEY = ROOT / ".state/local/ssh/id_ed25519"
+SSH_PORTS = {"tm-local-web": 2222, "tm-local-db": 2223}
 
 
 def sh(*cmd: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -34,6 +37,22 @@ def playbook(name: str, *extra: str, check: bool = True) -> subprocess.Completed
 
 def recap(output: str) -> dict[str, tuple[int, int, int]]:
     return {m[1]: (int(m[2]), int(m[3]), int(m[4])) for m in RECAP.finditer(output)}
+
+
+def ssh(user: str, host: str, *command: str) -> subprocess.CompletedProcess:
+    """Run a command on a local host over SSH on loopback with the generated key, as an operator would."""
+    return subprocess.run(
+        ["ssh", "-i", str(KEY), "-p", str(SSH_PORTS[host]), "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes",
+         "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "ConnectTimeout=10",
+         f"{user}@127.0.0.1", *command],
+        capture_output=True, text=True, timeout=60,
+    )
+
+
+def as_admin(host: str, command: str) -> str:
+    proc = ssh("admin", host, command)
+    assert proc.returncode == 0, f"{host}: {command} exited {proc.returncode}: {proc.stderr}"
+    return proc.stdout
 
 
 def get_json(path: str) -> tuple[int, object]:
@@ -80,16 +99,59 @@ def test_second_run_changes_nothing(first_run):
     assert changed and all(count == 0 for count in changed.values()), f"changed on re-run: {changed}"
 
 
-def test_check_mode_on_the_converged_environment_reports_no_errors(first_run):
+def test_check_mode_on_the_converged_environment_reports_no_change(first_run):
     proc = playbook("site.yml", "--check", "--diff")
-    failed = {host: counts[2] for host, counts in recap(proc.stdout).items()}
-    assert failed and all(count == 0 for count in failed.values()), f"failed in check mode: {failed}"
+    counts = recap(proc.stdout)
+    assert counts and all(failed == 0 for _, _, failed in counts.values()), f"failed in check mode: {counts}"
+    changed = {host: count[0] for host, count in counts.items()}
+    assert all(count == 0 for count in changed.values()), f"changed in check mode: {changed}"
     proc = playbook("validate.yml", "--check", "--diff")
     assert "write steps were skipped in check mode" in proc.stdout
 
 
 def test_validate_playbook_passes_on_the_live_service(first_run):
     playbook("validate.yml")
+
+
+@pytest.mark.parametrize("host", SSH_PORTS)
+def test_admin_logs_in_with_the_key_and_escalates_without_a_password(first_run, host):
+    assert as_admin(host, "sudo -n id -un").strip() == "root"
+
+
+@pytest.mark.parametrize("host", SSH_PORTS)
+def test_root_cannot_log_in_over_ssh_even_with_the_key(first_run, host):
+    # root is given the very key admin logs in with, so only sshd's PermitRootLogin can refuse it.
+    subprocess.run(["docker", "exec", host, "sh", "-c",
+                    "install -d -m 0700 /root/.ssh && install -m 0600 /home/admin/.ssh/authorized_keys /root/.ssh/"],
+                   check=True)
+    try:
+        proc = ssh("root", host, "true")
+    finally:
+        subprocess.run(["docker", "exec", host, "rm", "-f", "/root/.ssh/authorized_keys"], check=True)
+    assert proc.returncode == 255, proc.stdout + proc.stderr
+    assert "Permission denied" in proc.stderr
+
+
+@pytest.mark.parametrize("host", SSH_PORTS)
+def test_sshd_runs_keys_only_no_root_no_forwarding_three_tries(first_run, host):
+    settings = dict(line.split(" ", 1) for line in as_admin(host, "sudo -n sshd -T").splitlines() if " " in line)
+    assert {name: settings[name] for name in (
+        "permitrootlogin", "passwordauthentication", "kbdinteractiveauthentication", "allowagentforwarding",
+        "allowtcpforwarding", "x11forwarding", "maxauthtries")} == {
+        "permitrootlogin": "no", "passwordauthentication": "no", "kbdinteractiveauthentication": "no",
+        "allowagentforwarding": "no", "allowtcpforwarding": "no", "x11forwarding": "no", "maxauthtries": "3"}
+
+
+@pytest.mark.parametrize("host", SSH_PORTS)
+def test_logs_of_the_platform_roles_are_readable_by_the_adm_group_only(first_run, host):
+    paths = ["/var/log/unattended-upgrades/unattended-upgrades.log",
+             "/var/log/unattended-upgrades/unattended-upgrades-dpkg.log",
+             "/var/log/unattended-upgrades/unattended-upgrades-shutdown.log"]
+    expected = {"/var/log/unattended-upgrades": "750 root adm", **{path: "640 root adm" for path in paths}}
+    if host == "tm-local-db":
+        expected["/var/log/postgresql/postgresql-15-main.log"] = "640 postgres adm"
+    out = as_admin(host, "sudo -n stat -c '%n %a %U %G' " + " ".join(expected))
+    assert dict(line.split(" ", 1) for line in out.splitlines()) == expected
 
 
 def test_destroy_refuses_without_confirmation(first_run):
