@@ -444,3 +444,18 @@ def test_options_answers_json_naming_the_allowed_methods(client, path, methods):
     allowed = set(resp.get_json()["allow"])
     assert methods <= allowed and "OPTIONS" in allowed
     assert set(resp.headers["Allow"].split(", ")) == allowed
+
+
+@pytest.mark.parametrize(
+    ("forwarded", "logged"),
+    [("203.0.113.7", "203.0.113.7"), ("198.51.100.9, 203.0.113.7", "203.0.113.7"), (None, "127.0.0.1")],
+    ids=["one-hop", "client-wrote-its-own-header", "no-proxy"],
+)
+def test_the_request_log_names_the_client_behind_exactly_one_proxy(client, caplog, forwarded, logged):
+    # nginx, the one proxy, connects from loopback and appends the address it saw: only that last
+    # value is trusted, never what the client wrote before it.
+    headers = {"X-Forwarded-For": forwarded} if forwarded else {}
+    with caplog.at_level("INFO", logger="togglemaster.access"):
+        client.get("/health", headers=headers, environ_base={"REMOTE_ADDR": "127.0.0.1"})
+    [record] = [r for r in caplog.records if r.name == "togglemaster.access"]
+    assert record.remote_addr == logged

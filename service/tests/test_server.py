@@ -1,6 +1,7 @@
 """The service as deployed: gunicorn via `togglemaster serve`, JSON logs, SIGTERM, socket activation."""
 from __future__ import annotations
 
+import json
 import signal
 import socket
 import threading
@@ -206,3 +207,37 @@ def test_served_release_reports_the_build_id_baked_into_its_wheel(serve, db_url,
     assert requests.get(base + "/health", timeout=5).json() == {"status": "ok", **identity}
     assert requests.get(base + "/version", timeout=5).json() == identity
     assert requests.get(base + "/ready", timeout=5).json() == {"status": "ready", **identity}
+
+
+def raw_request(base: str, request: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Send bytes as they are (no client library tidies them) and read the whole answer."""
+    host, port = base.removeprefix("http://").rstrip("/").rsplit(":", 1)
+    with socket.create_connection((host.strip("[]"), int(port)), timeout=10) as conn:
+        conn.sendall(request)
+        answer = b""
+        while chunk := conn.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, v in (line.split(":", 1) for line in header_lines)}
+    return int(status_line.split()[1]), headers, body
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status"),
+    [
+        (b"GET /health HTTP/1.1\r\nHost: x\r\nX-Bad: a\x01b\r\nConnection: close\r\n\r\n", 400),
+        (b"GET /health HTTP/9.9\r\nHost: x\r\nConnection: close\r\n\r\n", 400),
+        (b"GET /flags/" + b"a" * 5000 + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 404),
+        (b"GET /health HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-H%d: v\r\n" % n for n in range(150))
+         + b"Connection: close\r\n\r\n", 200),
+    ],
+    ids=["control-character-in-a-header", "unknown-http-version", "5kB-url-reaches-the-app", "150-headers-reach-the-app"],
+)
+def test_what_gunicorn_answers_itself_is_json_and_its_limits_leave_the_edge_to_nginx(serve, db_url, request_bytes, status):
+    _, base = serve(db_url, API_TOKEN=TOKEN)
+    got, headers, body = raw_request(base, request_bytes)
+    assert got == status, body[:300]
+    assert headers["content-type"].startswith("application/json"), headers
+    if status >= 400:
+        assert set(json.loads(body)) == {"error"}
