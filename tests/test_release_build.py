@@ -65,7 +65,8 @@ def locked() -> dict[str, Version]:
 def run_role(output_dir: Path, extra_vars: dict, *args: str, python: str | None = None) -> str:
     playbook = output_dir.parent / "play.yml"
     playbook.write_text(PLAYBOOK)
-    extra = {"release_build_output_dir": str(output_dir), **extra_vars}
+    extra = {"release_build_source_dir": str(ROOT / "service"), "release_build_output_dir": str(output_dir),
+             **extra_vars}
     if python:
         extra["release_build_python"] = python
     proc = subprocess.run(
