@@ -24,7 +24,7 @@ RECAP = re.compile(r"^localhost\s*:\s*ok=\d+\s+changed=(\d+)\s+unreachable=\d+\s
 
 
 def load_filters():
-    spec = importlib.util.spec_from_file_location("ssh_key", ROOT / "plugins/filter/ssh_key.py")
+    spec = importlib.util.spec_from_file_location("ssh_key", ROOT / "roles/aws_keypair/filter_plugins/ssh_key.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.FilterModule().filters()

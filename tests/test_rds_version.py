@@ -1,7 +1,7 @@
 """The aws_rds role's engine version, storage and window decisions.
 
 Three layers:
-- the pure decisions (plugins/filter/rds_version.py) as functions;
+- the pure decisions (roles/aws_rds/filter_plugins/rds_version.py) as functions;
 - the role's checks through ansible-playbook, before any API call (a closed endpoint);
 - the role's real tasks through ansible-playbook against a fake RDS endpoint on loopback. The
   emulator (moto) does not implement DescribeDBEngineVersions, so the fake endpoint answers that
@@ -41,7 +41,7 @@ FAKE_DEFAULTS = {"16": "16.11", "17": "17.7"}
 
 
 def load_filters():
-    spec = importlib.util.spec_from_file_location("rds_version", ROOT / "plugins" / "filter" / "rds_version.py")
+    spec = importlib.util.spec_from_file_location("rds_version", ROOT / "roles/aws_rds/filter_plugins/rds_version.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
