@@ -1,8 +1,8 @@
-"""Shared defaults live once in group_vars/; each environment resolves its own overrides.
+"""Shared defaults live once in playbooks/group_vars/; each environment resolves its own overrides.
 
 Ansible's precedence (low to high) that this layout relies on:
-inventory group_vars/all < playbook group_vars/all (our top-level group_vars/, reached through
-playbooks/group_vars) < inventory group_vars/<environment group>.
+inventory group_vars/all < playbook group_vars/all (playbooks/group_vars/all)
+< inventory group_vars/<environment group>.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import yaml
 from conftest import ROOT
 
 ENVIRONMENTS = ("local", "staging", "production")
-SHARED = yaml.safe_load((ROOT / "group_vars/all/main.yml").read_text())
+SHARED = yaml.safe_load((ROOT / "playbooks/group_vars/all/main.yml").read_text())
 
 
 @pytest.mark.parametrize("environment", ENVIRONMENTS)
@@ -27,7 +27,7 @@ def test_each_environment_resolves_its_own_name(host_vars, environment):
 def test_shared_defaults_reach_every_environment(host_vars, environment):
     resolved = host_vars(environment, "localhost")
     assert resolved["project_name"] == SHARED["project_name"] == "togglemaster"
-    assert "db_password" in resolved, "group_vars/all/database.yml is not loaded"
+    assert "db_password" in resolved, "playbooks/group_vars/all/database.yml is not loaded"
 
 
 def test_local_override_wins_over_shared_default(host_vars):
@@ -51,7 +51,7 @@ def test_local_hosts_are_in_the_local_environment(host_vars):
 
 @pytest.mark.parametrize("environment", ENVIRONMENTS)
 def test_no_inventory_shadows_the_shared_defaults(environment):
-    # An inventory group_vars/all would be silently beaten by the top-level group_vars/all.
+    # An inventory group_vars/all would be silently beaten by playbooks/group_vars/all.
     assert not (ROOT / "inventories" / environment / "group_vars" / "all").exists()
     assert not (ROOT / "inventories" / environment / "group_vars" / "all.yml").exists()
 
@@ -60,7 +60,7 @@ def test_no_inventory_shadows_the_shared_defaults(environment):
 def test_overrides_differ_from_the_shared_default(environment):
     """A value set in two places is a bug waiting: an override must actually change something."""
     shared: dict = {}
-    for path in sorted((ROOT / "group_vars/all").glob("*.yml")):
+    for path in sorted((ROOT / "playbooks/group_vars/all").glob("*.yml")):
         shared.update(yaml.safe_load(path.read_text()) or {})
     folder = ROOT / "inventories" / environment / "group_vars" / environment
     for path in sorted(folder.glob("*.yml")):
