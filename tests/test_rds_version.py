@@ -312,7 +312,7 @@ def test_production_settings_pass_the_role_checks_and_staging_stays_single_az(ho
     assert not rv.rds_windows_overlap(production["aws_rds_preferred_backup_window"], production["aws_rds_preferred_maintenance_window"])
     assert not any(key in staging for key in ("aws_rds_multi_az", "aws_rds_preferred_backup_window", "aws_rds_max_allocated_storage"))
     settings = {key: value for key, value in production.items() if key.startswith("aws_rds_")}
-    run = playbook(tmp_path, CLOSED, {**GOOD, **settings, "rds_tasks_from": "validate.yml"})
+    run = playbook(tmp_path, CLOSED, {**GOOD, **settings, "rds_tasks_from": "inputs.yml"})
     assert run.returncode == 0, run.failure
     for check in ("The backup window is", "The maintenance window is", "windows are apart", "autoscaling ceiling"):
         answer = run.task(check)
@@ -321,7 +321,7 @@ def test_production_settings_pass_the_role_checks_and_staging_stays_single_az(ho
 
 @pytest.mark.parametrize("version", ["16", "16.11", 16], ids=["major", "major-minor", "major-unquoted"])
 def test_majors_and_explicit_minors_pass_the_role_checks(tmp_path, version):
-    run = playbook(tmp_path, CLOSED, {**GOOD, "aws_rds_engine_version": version, "rds_tasks_from": "validate.yml"})
+    run = playbook(tmp_path, CLOSED, {**GOOD, "aws_rds_engine_version": version, "rds_tasks_from": "inputs.yml"})
     assert run.returncode == 0, run.failure
     assert run.task("The engine version is a major or a major.minor") is not None
 

@@ -71,7 +71,7 @@ def test_base_refuses_a_play_that_logs_in_as_root_over_ssh(tmp_path):
 )
 def test_security_group_checks_refuse_before_any_api_call(tmp_path, extra, message):
     tags = {"aws_security_groups_tags": {"Project": "togglemaster", "Environment": "test"}}
-    output = run_role(tmp_path, "aws_security_groups", {**tags, **extra}, tasks_from="validate")
+    output = run_role(tmp_path, "aws_security_groups", {**tags, **extra}, tasks_from="inputs")
     assert message in output, output[-3000:]
 
 
