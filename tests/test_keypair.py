@@ -123,10 +123,8 @@ def keypair(moto_endpoint, tmp_path, request):
         }},
         "vars": {
             "ansible_python_interpreter": str(BIN / "python"),
-            "project_name": "togglemaster",
-            "env_name": "test",
-            "state_dir": str(tmp_path / "state"),
-            "common_tags": {"Project": "togglemaster", "Environment": "test", "ManagedBy": "ansible"},
+            "aws_keypair_generated_key_file": str(tmp_path / "state/ssh/id_ed25519"),
+            "aws_keypair_tags": {"Project": "togglemaster", "Environment": "test", "ManagedBy": "ansible"},
             "aws_keypair_name": name,
         },
         "roles": [{"role": "aws_keypair"}],

@@ -62,9 +62,9 @@ def test_base_refuses_a_play_that_logs_in_as_root_over_ssh(tmp_path):
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        ({"admin_cidr": ["203.0.113.7/32", "10.0.0.0/8"]}, "admin_cidr 10.0.0.0/8 opens SSH to more than a /16"),
-        ({"admin_cidr": ["203.0.113.7/32", "203.0.113.300/32"]}, "is not a valid IPv4 CIDR"),
-        ({"admin_cidr": "203.0.113.7/32", "aws_security_groups_web_egress_ports": [443, "x"]},
+        ({"aws_security_groups_admin_cidr": ["203.0.113.7/32", "10.0.0.0/8"]}, "admin_cidr 10.0.0.0/8 opens SSH to more than a /16"),
+        ({"aws_security_groups_admin_cidr": ["203.0.113.7/32", "203.0.113.300/32"]}, "is not a valid IPv4 CIDR"),
+        ({"aws_security_groups_admin_cidr": "203.0.113.7/32", "aws_security_groups_web_egress_ports": [443, "x"]},
          "aws_security_groups_web_egress_ports must be TCP ports from 1 to 65535"),
     ],
     ids=["list-with-a-wide-network", "list-with-a-bad-address", "port-not-a-number"],
