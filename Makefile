@@ -7,7 +7,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
 .DEFAULT_GOAL := help
 .PHONY: help setup setup-control image lint test test-repo test-service test-molecule test-demo \
-        test-provision test-platform test-deploy demo demo-down bench-service bench-deploy
+        test-provision test-platform test-deploy demo demo-down bench-service bench-deploy docs
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -24,6 +24,9 @@ image: ## Build the test host image when its definition changed
 lint: ## yamllint and ansible-lint (production profile, offline)
 	yamllint --strict .
 	ansible-lint
+
+docs: ## Regenerate each role README's variables table from its defaults (tests/test_role_docs.py checks it)
+	python scripts/role_docs.py --write
 
 test: lint test-repo test-service test-molecule test-demo ## Lint, then every test suite
 
