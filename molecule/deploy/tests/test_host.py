@@ -5,7 +5,6 @@ import re
 testinfra_hosts = ["ansible://web"]
 
 ROOT = "/opt/togglemaster"
-KEEP = 5
 
 
 def test_service_and_socket_are_active_and_enabled(host):
@@ -69,8 +68,12 @@ def test_current_points_at_the_newest_release_and_it_is_recorded(host):
     assert host.file(f"{ROOT}/RELEASE").content_string.strip() == live
 
 
-def test_at_most_the_configured_number_of_releases_is_kept(host):
-    assert 1 <= len(_releases(host)) <= KEEP
+def test_the_installed_releases_are_exactly_the_ones_that_went_live(host):
+    """After converge (test_lifecycle.py puts the host back that way): every release in HISTORY,
+    once each, is installed, and nothing else."""
+    history = host.file(f"{ROOT}/HISTORY").content_string.split()
+    assert history and len(history) == len(set(history)), history
+    assert sorted(_releases(host)) == sorted(history)
 
 
 def test_live_release_answers_through_nginx(host):

@@ -11,6 +11,8 @@ import ssl
 import subprocess
 import sys
 import time
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -213,16 +215,43 @@ def test_url_over_gunicorns_old_limit_reaches_the_service(address):
     assert _get(address, path).json()["path"] == path
 
 
-def test_upstream_down_gives_json_502_and_is_logged(host, address):
-    host.run_test("systemctl stop echo-upstream")
+def _upstream_answers(address: str) -> bool:
     try:
-        answer = _get(address, "/", "X-Request-ID: down-probe", port=443, tls=True)
+        return _get(address, "/").status == 200
+    except (OSError, IndexError, ValueError):  # refused, reset, or no answer at all
+        return False
+
+
+def _wait_until(condition: Callable[[], bool], what: str, timeout: float = 60) -> None:
+    """Waits for a condition, not a clock; the timeout only bounds a failure."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"not {what} after {timeout:.0f} s"
+        time.sleep(0.2)
+
+
+@pytest.fixture
+def upstream_down(host, address) -> Iterator[None]:
+    """The stand-in upstream, stopped for one test: it answers through nginx first (whatever an
+    earlier test left), nothing listens on its port during the test, and it answers again after."""
+    host.run_test("systemctl start echo-upstream")
+    _wait_until(lambda: _upstream_answers(address), "answering through nginx before the test")
+    host.run_test("systemctl stop echo-upstream")
+    assert not host.socket("tcp://127.0.0.1:8000").is_listening
+    try:
+        yield
     finally:
         host.run_test("systemctl start echo-upstream")
+        _wait_until(lambda: _upstream_answers(address), "answering through nginx again after the test")
+
+
+def test_upstream_down_gives_json_502_and_is_logged(host, address, upstream_down):
+    request_id = f"down-probe-{uuid.uuid4().hex}"  # no earlier run logged it
+    answer = _get(address, "/", f"X-Request-ID: {request_id}", port=443, tls=True)
     assert answer.status == 502
     assert answer.header("Content-Type") == "application/json"
     assert answer.json() == {"error": "Serviço indisponível no momento"}
-    entry = _log_entry(host, "down-probe")
+    entry = _log_entry(host, request_id)
     assert entry["status"] == 502
     # one try plus reverse_proxy_upstream_retries (2) on connection errors
     assert entry["upstream_addr"].count("127.0.0.1:8000") == 3
@@ -392,6 +421,9 @@ def test_slow_clients_do_not_lock_out_a_normal_client(address, db):
     assert 9 <= summary["first_close_after"] <= 12
 
 
+OVER_THE_LIMIT = b"POST /flags HTTP/1.1\r\nHost: web\r\nContent-Length: 2\r\n\r\n{}"
+
+
 def test_one_address_holding_too_many_requests_gets_json_429(host, address):
     """Requests whose body never comes count against their address; the next ones get 429."""
     held = []
@@ -400,8 +432,13 @@ def test_one_address_holding_too_many_requests_gets_json_429(host, address):
             sock = socket.create_connection((address, 80), timeout=5)
             sock.sendall(b"POST /flags HTTP/1.1\r\nHost: web\r\nContent-Length: 100\r\n\r\n{")
             held.append(sock)
-        time.sleep(0.5)
-        over = _send(address, b"POST /flags HTTP/1.1\r\nHost: web\r\nContent-Length: 2\r\n\r\n{}")
+        # nginx counts a request once it has read its headers, which a loaded machine may not have
+        # done for all of them yet: ask again until it has (a condition, not a clock).
+        over = _send(address, OVER_THE_LIMIT)
+        deadline = time.monotonic() + 30
+        while over.status != 429 and time.monotonic() < deadline:
+            time.sleep(0.2)
+            over = _send(address, OVER_THE_LIMIT)
         other_address = host.run("curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1/")
     finally:
         for sock in held:
