@@ -7,7 +7,9 @@
 #                                loopback with a generated key as the user admin (sudo, no
 #                                password), as EC2 would be; root cannot log in.
 #   scripts/local-env.sh down    removes the containers, the network, the emulator and the
-#                                local state (.state/local). Safe to repeat.
+#                                local state (.state/local), whichever exist, then checks that
+#                                none is left; a removal that fails stops it with one line
+#                                saying what. Safe to repeat.
 #   scripts/local-env.sh status  what is running.
 #   scripts/local-env.sh summary where the demo answers and how to use and remove it.
 #
@@ -31,7 +33,12 @@ systemd_flags=(--cap-add SYS_ADMIN --security-opt seccomp=unconfined --security-
                --cgroupns=host -v /sys/fs/cgroup:/sys/fs/cgroup:rw
                --tmpfs /run --tmpfs /run/lock --tmpfs /tmp)
 
-moto_running() { [ -f "$moto_pid" ] && kill -0 "$(cat "$moto_pid")" 2>/dev/null; }
+# The pid file's process, while it is still the emulator (an exited process's pid can be reused,
+# and an exited process no one has reaped yet has no command line).
+moto_running() { [ -f "$moto_pid" ] && grep -qa moto_server "/proc/$(cat "$moto_pid")/cmdline" 2>/dev/null; }
+
+# Anything at all accepting connections on the emulator's port.
+moto_port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$moto_port") 2>/dev/null; }
 
 start_moto() {
     if moto_running; then
@@ -99,16 +106,46 @@ up() {
     say "up: web ssh 127.0.0.1:2222, db ssh 127.0.0.1:2223, AWS API http://127.0.0.1:$moto_port"
 }
 
-down() {
-    for name in tm-local-web tm-local-db; do
-        docker rm -f "$name" >/dev/null 2>&1 && say "removed $name" || true
+container_exists() { docker container inspect "$1" >/dev/null 2>&1; }
+network_exists() { docker network inspect "$1" >/dev/null 2>&1; }
+
+# what, then the command that removes it; a removal that fails stops here in one line.
+remove() {
+    local what=$1 out; shift
+    out=$("$@" 2>&1) || die "could not remove $what: ${out//$'\n'/ }"
+    say "removed $what"
+}
+
+stop_moto() {
+    local pid
+    pid=$(cat "$moto_pid")
+    if ! kill "$pid" 2>/dev/null && moto_running; then die "could not stop the emulated AWS API (pid $pid)"; fi
+    for _ in $(seq 1 50); do
+        moto_running || { say "stopped the emulated AWS API (pid $pid)"; return; }
+        sleep 0.2
     done
-    docker network rm "$network" >/dev/null 2>&1 && say "removed network $network" || true
-    if moto_running; then
-        kill "$(cat "$moto_pid")" && say "stopped the emulated AWS API"
-    fi
-    rm -rf "$state" .cache/facts/*tm-local-web .cache/facts/*tm-local-db
-    say "down: containers, emulator and local state removed"
+    die "the emulated AWS API (pid $pid) did not stop within 10 s"
+}
+
+# Removes only what exists, so it is safe to repeat; then checks that nothing is left.
+down() {
+    docker info >/dev/null 2>&1 || die "no Docker engine answers, so the containers cannot be removed: run 'make setup' first"
+    for name in tm-local-web tm-local-db; do
+        if container_exists "$name"; then remove "$name" docker rm -f "$name"; fi
+    done
+    if network_exists "$network"; then remove "network $network" docker network rm "$network"; fi
+    if moto_running; then stop_moto; fi
+    if [ -e "$state" ]; then remove "$state" rm -rf "$state"; fi
+    rm -f .cache/facts/*tm-local-web .cache/facts/*tm-local-db
+    local left=()
+    for name in tm-local-web tm-local-db; do
+        if container_exists "$name"; then left+=("container $name"); fi
+    done
+    if network_exists "$network"; then left+=("network $network"); fi
+    if moto_port_open; then left+=("a listener on 127.0.0.1:$moto_port"); fi
+    if [ -e "$state" ]; then left+=("$state"); fi
+    [ ${#left[@]} -eq 0 ] || die "down: still present: ${left[*]}"
+    say "down: no container, network, emulator or local state is left"
 }
 
 status() {

@@ -1,42 +1,82 @@
 """The local demo, end to end: the same site.yml that staging and production run.
 
-Brings up the local environment (emulated AWS API + systemd containers), runs site.yml
-(provision, configure, deploy, validate), re-runs it expecting no change, calls the API through
-nginx, runs site.yml and destroy.yml in check mode, checks the hosts over SSH as an operator would
-(admin with sudo gets in, root does not, sshd's settings, log file modes), checks that destroy
-refuses without confirmation, then destroys and tears down.
+One scenario, in this order, each stage a module fixture that needs the one before it (so the
+order holds whichever tests are selected, and a test that needs the live environment fails
+clearly if it runs after destroy):
+
+1. up: the local environment (emulated AWS API + systemd containers);
+2. converged: site.yml (provision, configure, deploy, validate); then, on the live environment,
+   a no-op re-run, site.yml and validate.yml in check mode, validate.yml, the API through nginx,
+   the hosts over SSH as an operator would, and requests carrying marker strings;
+3. destroyed: destroy.yml without confirmation (refused), in check mode, then for real, with
+   what the emulated API holds for the environment before and after;
+4. the hosts' logs read; then `scripts/local-env.sh down` with a docker that cannot remove
+   (it must stop and say what), and twice for real.
+
+Every playbook runs with -v; neither the generated secrets nor the markers may appear in any
+playbook's output or in the hosts' logs.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import secrets
+import shutil
+import socket
 import subprocess
+import urllib.error
 import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
 from conftest import BIN, ROOT, ansible_env
+from emulated_aws import KINDS, clients, tagged_resources
 
 RECAP = re.compile(r"^(\S+)\s+:\s+ok=\d+\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
 BASE = "http://127.0.0.1:8080"
-KEY = ROOT / ".state/local/ssh/id_ed25519"
+STATE = ROOT / ".state/local"
+KEY = STATE / "ssh/id_ed25519"
 SSH_PORTS = {"tm-local-web": 2222, "tm-local-db": 2223}
+CONTAINERS = tuple(SSH_PORTS)
+NETWORK = "togglemaster-local"
+MOTO_PORT = 5050
+DESTROY = ("destroy.yml", "-e", "confirm_destroy=local", "-e", "aws_rds_skip_final_snapshot=true")
 
 
-def sh(*cmd: str, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run(cmd, cwd=ROOT, env=ansible_env(), capture_output=True, text=True)
+def sh(*cmd: str, check: bool = True, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    proc = subprocess.run(cmd, cwd=ROOT, env=env or ansible_env(), capture_output=True, text=True)
     if check and proc.returncode != 0:
         pytest.fail(f"{' '.join(cmd)} exited {proc.returncode}:\n{proc.stdout[-4000:]}\n{proc.stderr[-2000:]}")
     return proc
 
 
-def playbook(name: str, *extra: str, check: bool = True) -> subprocess.CompletedProcess:
-    return sh(str(BIN / "ansible-playbook"), "-i", "inventories/local", f"playbooks/{name}", *extra, check=check)
-
-
 def recap(output: str) -> dict[str, tuple[int, int, int]]:
     return {m[1]: (int(m[2]), int(m[3]), int(m[4])) for m in RECAP.finditer(output)}
+
+
+@dataclass
+class Scenario:
+    """The module's one local environment: the stage it has reached and every playbook run's output."""
+
+    stage: str = "up"
+    runs: dict[str, subprocess.CompletedProcess] = field(default_factory=dict)
+
+    def playbook(self, label: str, name: str, *extra: str, check: bool = True) -> subprocess.CompletedProcess:
+        """Run a playbook with -v on the local inventory; its output is kept to be searched for secrets."""
+        proc = sh(str(BIN / "ansible-playbook"), "-v", "-i", "inventories/local", f"playbooks/{name}", *extra,
+                  check=False)
+        self.runs[label] = proc
+        if check and proc.returncode != 0:
+            pytest.fail(f"{label}: {name} exited {proc.returncode}:\n{proc.stdout[-4000:]}\n{proc.stderr[-2000:]}")
+        return proc
+
+    def require_live(self) -> None:
+        if self.stage != "converged":
+            pytest.fail(f"this needs the converged, live environment, but the scenario is at stage '{self.stage}': "
+                        "it ran after destroy. Each stage is a fixture; depend on the stage you need.")
 
 
 def ssh(user: str, host: str, *command: str) -> subprocess.CompletedProcess:
@@ -60,23 +100,223 @@ def get_json(path: str) -> tuple[int, object]:
         return resp.status, json.loads(resp.read())
 
 
+def send(method: str, path: str, headers: dict[str, str], body: dict | None = None) -> int:
+    """The status nginx answers; a refusal (4xx) is an answer too."""
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(BASE + path, data=data, method=method,
+                                 headers={**headers, **({"Content-Type": "application/json"} if data else {})})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status
+    except urllib.error.HTTPError as err:
+        return err.code
+
+
+def resolved(expression: str):
+    """A Jinja expression evaluated with the local inventory's variables, as the control node sees them."""
+    # Only the JSON callback: ansible.cfg's profile_tasks would print its timings around the JSON.
+    env = {**ansible_env(), "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1", "ANSIBLE_STDOUT_CALLBACK": "json",
+           "ANSIBLE_CALLBACKS_ENABLED": "ansible.builtin.json"}
+    proc = sh(str(BIN / "ansible"), "localhost", "-i", "inventories/local", "-m", "ansible.builtin.debug",
+              "-a", f"msg={{{{ {expression} }}}}", env=env)
+    return json.loads(proc.stdout)["plays"][0]["tasks"][0]["hosts"]["localhost"]["msg"]
+
+
+def container_exists(name: str) -> bool:
+    return subprocess.run(["docker", "container", "inspect", name], capture_output=True).returncode == 0
+
+
+def network_exists(name: str) -> bool:
+    return subprocess.run(["docker", "network", "inspect", name], capture_output=True).returncode == 0
+
+
+def is_moto(pid: int) -> bool:
+    """The process is alive and still the emulator (an exited, unreaped process has no command line)."""
+    try:
+        return b"moto_server" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(2)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def what_exists(moto_pid: int) -> dict[str, bool]:
+    return {
+        **{f"container {name}": container_exists(name) for name in CONTAINERS},
+        f"network {NETWORK}": network_exists(NETWORK),
+        f"emulator pid {moto_pid}": is_moto(moto_pid),
+        f"listener on 127.0.0.1:{MOTO_PORT}": port_open(MOTO_PORT),
+        ".state/local": STATE.exists(),
+    }
+
+
+# --- the scenario's stages, in order ------------------------------------------------------
+
+
 @pytest.fixture(scope="module")
-def local_environment():
+def scenario():
     running = subprocess.run(["docker", "inspect", "-f", "{{.State.Running}}", "tm-local-web"],
                              capture_output=True, text=True).stdout.strip()
     if running == "true":
         pytest.fail("a local demo is running; this test replaces it. Tear it down first: make demo-down")
     sh("bash", "scripts/local-env.sh", "up")
     try:
-        yield
+        yield Scenario()
     finally:
         sh("bash", "scripts/local-env.sh", "down", check=False)
 
 
 @pytest.fixture(scope="module")
-def first_run(local_environment):
-    proc = playbook("site.yml")
+def emulator():
+    """Lists what the emulated AWS API holds for the local environment, by its Project and Environment tags."""
+    aws = resolved("{'endpoint': aws_endpoint_url, 'region': aws_region, 'key': aws_access_key, "
+                   "'secret': aws_secret_key, 'tags': common_tags}")
+    ec2, rds = clients(aws["endpoint"], aws["region"], aws["key"], aws["secret"])
+    tags = {name: aws["tags"][name] for name in ("Project", "Environment")}
+    assert tags == {"Project": "togglemaster", "Environment": "local"}
+    return lambda: tagged_resources(ec2, rds, tags)
+
+
+@pytest.fixture(scope="module")
+def first_run(scenario):
+    proc = scenario.playbook("site.yml", "site.yml")
+    scenario.stage = "converged"
     return recap(proc.stdout)
+
+
+@pytest.fixture
+def live(scenario, first_run) -> Scenario:
+    scenario.require_live()
+    return scenario
+
+
+@pytest.fixture(scope="module")
+def second_run(scenario, first_run):
+    scenario.require_live()
+    return recap(scenario.playbook("site.yml again", "site.yml").stdout)
+
+
+@pytest.fixture(scope="module")
+def check_runs(scenario, first_run):
+    scenario.require_live()
+    site = scenario.playbook("site.yml --check --diff", "site.yml", "--check", "--diff")
+    validate = scenario.playbook("validate.yml --check --diff", "validate.yml", "--check", "--diff")
+    return site, validate
+
+
+@pytest.fixture(scope="module")
+def validate_run(scenario, first_run):
+    scenario.require_live()
+    return scenario.playbook("validate.yml", "validate.yml")
+
+
+@dataclass(frozen=True)
+class Probe:
+    request_id: str  # not secret: finds the probe's requests in the logs searched
+    markers: dict[str, str]  # where a marker was sent: the marker
+    statuses: tuple[int, ...]
+
+
+@pytest.fixture(scope="module")
+def probe(scenario, first_run) -> Probe:
+    """Requests through nginx carrying markers: a wrong bearer token, a query string, a JSON body."""
+    scenario.require_live()
+    request_id = f"e2e-probe-{secrets.token_hex(8)}"
+    markers = {where: f"tm-marker-{where}-{secrets.token_hex(12)}" for where in ("token", "query", "body")}
+    token = (STATE / "api_token").read_text().strip()
+    name = f"e2e-probe-{secrets.token_hex(4)}"
+    body = {"name": name, "description": markers["body"]}
+    path = f"/flags?probe={markers['query']}"
+    statuses = (
+        send("POST", path, {"Authorization": f"Bearer {markers['token']}", "X-Request-ID": request_id}, body),
+        send("POST", path, {"Authorization": f"Bearer {token}", "X-Request-ID": request_id}, body),
+        send("DELETE", f"/flags/{name}", {"Authorization": f"Bearer {token}", "X-Request-ID": request_id}),
+    )
+    return Probe(request_id, markers, statuses)
+
+
+@dataclass(frozen=True)
+class Destroyed:
+    refused: subprocess.CompletedProcess
+    held_before: dict[str, list[str]]
+    held_after_check: dict[str, list[str]]
+    outputs_after_check: bool
+    held_after: dict[str, list[str]]
+    outputs_after: bool
+
+
+@pytest.fixture(scope="module")
+def destroyed(scenario, emulator, second_run, check_runs, validate_run, probe) -> Destroyed:
+    """destroy.yml unconfirmed, in check mode, then for real: after everything that needs the live stack."""
+    scenario.require_live()
+    held_before = emulator()
+    refused = scenario.playbook("destroy.yml unconfirmed", "destroy.yml", check=False)
+    scenario.playbook("destroy.yml --check --diff", *DESTROY, "--check", "--diff")
+    held_after_check, outputs_after_check = emulator(), (STATE / "outputs.yml").exists()
+    scenario.stage = "destroyed"
+    scenario.playbook("destroy.yml", *DESTROY)
+    return Destroyed(refused, held_before, held_after_check, outputs_after_check, emulator(),
+                     (STATE / "outputs.yml").exists())
+
+
+@dataclass(frozen=True)
+class Evidence:
+    # Kept out of repr: a failing assertion must not print what it looks for.
+    secrets: dict[str, str] = field(repr=False)
+    outputs: dict[str, str] = field(repr=False)  # playbook run: its stdout and stderr
+    logs: dict[str, str] = field(repr=False)  # log: its text
+
+
+@pytest.fixture(scope="module")
+def evidence(scenario, destroyed, probe) -> Evidence:
+    """The generated secrets, every playbook's output and the hosts' logs, read while the hosts are still up."""
+    assert scenario.stage == "destroyed", scenario.stage
+    values = {name: (STATE / name).read_text().strip() for name in ("db_password", "api_token")}
+    logs = {
+        "service journal (tm-local-web)": as_admin("tm-local-web", "sudo -n journalctl -u togglemaster --no-pager"),
+        # Every unit, and the module invocations Ansible logs on the hosts it manages.
+        **{f"whole journal ({host})": as_admin(host, "sudo -n journalctl --no-pager") for host in SSH_PORTS},
+        "PostgreSQL log (tm-local-db)": as_admin("tm-local-db", "sudo -n sh -c 'cat /var/log/postgresql/*'"),
+        "nginx logs (tm-local-web)": as_admin("tm-local-web", "sudo -n sh -c 'cat /var/log/nginx/*'"),
+    }
+    outputs = {label: proc.stdout + proc.stderr for label, proc in scenario.runs.items()}
+    return Evidence(values, outputs, logs)
+
+
+@dataclass(frozen=True)
+class TornDown:
+    moto_pid: int
+    existed: dict[str, bool]
+    failed: subprocess.CompletedProcess
+    existed_after_failure: dict[str, bool]
+    runs: tuple[subprocess.CompletedProcess, ...]
+    exists: dict[str, bool]
+
+
+@pytest.fixture(scope="module")
+def torn_down(scenario, evidence, tmp_path_factory) -> TornDown:
+    """`local-env.sh down` once with a docker that cannot remove containers, then twice for real."""
+    moto_pid = int((STATE / "moto.pid").read_text())
+    existed = what_exists(moto_pid)
+    shim = tmp_path_factory.mktemp("docker-shim")
+    (shim / "docker").write_text(
+        "#!/bin/sh\n"
+        '[ "$1" = rm ] && { echo "Error response from daemon: simulated removal failure" >&2; exit 1; }\n'
+        f'exec {shutil.which("docker")} "$@"\n')
+    (shim / "docker").chmod(0o755)
+    env = ansible_env()
+    failed = sh("bash", "scripts/local-env.sh", "down", check=False, env={**env, "PATH": f"{shim}:{env['PATH']}"})
+    existed_after_failure = what_exists(moto_pid)
+    scenario.stage = "down"
+    runs = tuple(sh("bash", "scripts/local-env.sh", "down", check=False) for _ in range(2))
+    return TornDown(moto_pid, existed, failed, existed_after_failure, runs, what_exists(moto_pid))
+
+
+# --- converged ---------------------------------------------------------------------------
 
 
 def test_site_converges_every_host(first_run):
@@ -84,7 +324,7 @@ def test_site_converges_every_host(first_run):
     assert all(failed == 0 and unreachable == 0 for _, unreachable, failed in first_run.values())
 
 
-def test_the_service_answers_through_nginx(first_run):
+def test_the_service_answers_through_nginx(live):
     status, body = get_json("/health")
     assert status == 200 and body["status"] == "ok"
     status, _ = get_json("/ready")
@@ -93,33 +333,37 @@ def test_the_service_answers_through_nginx(first_run):
     assert status == 200 and isinstance(flags, list)
 
 
-def test_second_run_changes_nothing(first_run):
-    proc = playbook("site.yml")
-    changed = {host: counts[0] for host, counts in recap(proc.stdout).items()}
+def test_second_run_changes_nothing(second_run):
+    changed = {host: counts[0] for host, counts in second_run.items()}
     assert changed and all(count == 0 for count in changed.values()), f"changed on re-run: {changed}"
 
 
-def test_check_mode_on_the_converged_environment_reports_no_change(first_run):
-    proc = playbook("site.yml", "--check", "--diff")
-    counts = recap(proc.stdout)
+def test_check_mode_on_the_converged_environment_reports_no_change(check_runs):
+    site, validate = check_runs
+    counts = recap(site.stdout)
     assert counts and all(failed == 0 for _, _, failed in counts.values()), f"failed in check mode: {counts}"
     changed = {host: count[0] for host, count in counts.items()}
     assert all(count == 0 for count in changed.values()), f"changed in check mode: {changed}"
-    proc = playbook("validate.yml", "--check", "--diff")
-    assert "write steps were skipped in check mode" in proc.stdout
+    assert "write steps were skipped in check mode" in validate.stdout
 
 
-def test_validate_playbook_passes_on_the_live_service(first_run):
-    playbook("validate.yml")
+def test_validate_playbook_passes_on_the_live_service(validate_run):
+    counts = recap(validate_run.stdout)
+    assert counts and all(failed == 0 for _, _, failed in counts.values()), counts
+
+
+def test_the_probe_requests_were_answered(probe):
+    # wrong token refused; right token creates the flag; the flag is removed again
+    assert probe.statuses == (401, 201, 200)
 
 
 @pytest.mark.parametrize("host", SSH_PORTS)
-def test_admin_logs_in_with_the_key_and_escalates_without_a_password(first_run, host):
+def test_admin_logs_in_with_the_key_and_escalates_without_a_password(live, host):
     assert as_admin(host, "sudo -n id -un").strip() == "root"
 
 
 @pytest.mark.parametrize("host", SSH_PORTS)
-def test_root_cannot_log_in_over_ssh_even_with_the_key(first_run, host):
+def test_root_cannot_log_in_over_ssh_even_with_the_key(live, host):
     # root is given the very key admin logs in with, so only sshd's PermitRootLogin can refuse it.
     subprocess.run(["docker", "exec", host, "sh", "-c",
                     "install -d -m 0700 /root/.ssh && install -m 0600 /home/admin/.ssh/authorized_keys /root/.ssh/"],
@@ -133,7 +377,7 @@ def test_root_cannot_log_in_over_ssh_even_with_the_key(first_run, host):
 
 
 @pytest.mark.parametrize("host", SSH_PORTS)
-def test_sshd_runs_keys_only_no_root_no_forwarding_three_tries(first_run, host):
+def test_sshd_runs_keys_only_no_root_no_forwarding_three_tries(live, host):
     settings = dict(line.split(" ", 1) for line in as_admin(host, "sudo -n sshd -T").splitlines() if " " in line)
     assert {name: settings[name] for name in (
         "permitrootlogin", "passwordauthentication", "kbdinteractiveauthentication", "allowagentforwarding",
@@ -143,7 +387,7 @@ def test_sshd_runs_keys_only_no_root_no_forwarding_three_tries(first_run, host):
 
 
 @pytest.mark.parametrize("host", SSH_PORTS)
-def test_logs_of_the_platform_roles_are_readable_by_the_adm_group_only(first_run, host):
+def test_logs_of_the_platform_roles_are_readable_by_the_adm_group_only(live, host):
     paths = ["/var/log/unattended-upgrades/unattended-upgrades.log",
              "/var/log/unattended-upgrades/unattended-upgrades-dpkg.log",
              "/var/log/unattended-upgrades/unattended-upgrades-shutdown.log"]
@@ -154,17 +398,90 @@ def test_logs_of_the_platform_roles_are_readable_by_the_adm_group_only(first_run
     assert dict(line.split(" ", 1) for line in out.splitlines()) == expected
 
 
-def test_destroy_refuses_without_confirmation(first_run):
-    proc = playbook("destroy.yml", check=False)
-    assert proc.returncode != 0
-    assert "confirm_destroy=local" in proc.stdout + proc.stderr
+# --- destroyed ---------------------------------------------------------------------------
 
 
-def test_destroy_in_check_mode_reports_no_errors(first_run):
-    playbook("destroy.yml", "--check", "--diff", "-e", "confirm_destroy=local", "-e", "aws_rds_skip_final_snapshot=true")
-    assert (ROOT / ".state/local/outputs.yml").exists(), "check mode removed the outputs file"
+def test_destroy_refuses_without_confirmation(destroyed):
+    assert destroyed.refused.returncode != 0
+    assert "confirm_destroy=local" in destroyed.refused.stdout + destroyed.refused.stderr
 
 
-def test_destroy_removes_the_emulated_stack(first_run):
-    playbook("destroy.yml", "-e", "confirm_destroy=local", "-e", "aws_rds_skip_final_snapshot=true")
-    assert not (ROOT / ".state/local/outputs.yml").exists()
+def test_the_emulator_listing_sees_every_kind_of_the_converged_stack(destroyed):
+    # Proves the listing used after destroy can see each kind at all.
+    missing = [kind for kind in KINDS if not destroyed.held_before[kind]]
+    assert not missing, f"the converged stack shows no {missing}: {destroyed.held_before}"
+
+
+def test_destroy_in_check_mode_reports_no_errors_and_removes_nothing(destroyed):
+    assert destroyed.outputs_after_check, "check mode removed the outputs file"
+    assert destroyed.held_after_check == destroyed.held_before
+
+
+def test_destroy_removes_the_emulated_stack(destroyed):
+    assert not destroyed.outputs_after
+    left = {kind: ids for kind, ids in destroyed.held_after.items() if ids}
+    assert set(destroyed.held_after) == set(KINDS) and not left, f"still in the emulated API after destroy: {left}"
+
+
+# --- down --------------------------------------------------------------------------------
+
+
+def test_down_stops_at_a_removal_that_fails_and_says_what(torn_down):
+    assert all(torn_down.existed.values()), f"nothing to tear down, the test proves nothing: {torn_down.existed}"
+    assert torn_down.failed.returncode != 0
+    assert torn_down.failed.stderr.strip().splitlines() == [
+        "local-env: could not remove tm-local-web: Error response from daemon: simulated removal failure"]
+    assert torn_down.existed_after_failure == torn_down.existed
+
+
+def test_down_twice_succeeds_and_leaves_nothing(torn_down):
+    first, second = torn_down.runs
+    assert (first.returncode, second.returncode) == (0, 0), [run.stdout + run.stderr for run in torn_down.runs]
+    assert "removed tm-local-web" in first.stdout and "removed" not in second.stdout, second.stdout
+    left = [thing for thing, exists in torn_down.exists.items() if exists]
+    assert not left, f"still present after down: {left}"
+
+
+# --- no secret is printed ----------------------------------------------------------------
+
+
+def leaked_lines(text: str, evidence: Evidence, probe: Probe) -> list[str]:
+    """Each line holding a secret or a marker, with all of them replaced by their names: safe to print."""
+    needles = {**evidence.secrets, **{f"{where} marker": marker for where, marker in probe.markers.items()}}
+    found = []
+    for line in text.splitlines():
+        if names := [name for name, value in needles.items() if value in line]:
+            for name, value in needles.items():
+                line = line.replace(value, f"<{name}>")
+            at = min(line.index(f"<{name}>") for name in names)
+            found.append(line[max(0, at - 200):at + 200])
+    return found
+
+
+def test_the_secrets_and_logs_searched_are_not_empty(evidence, probe):
+    lengths = {name: len(value) for name, value in evidence.secrets.items()}
+    assert lengths == {"db_password": 32, "api_token": 40}, "a generated secret is not as group_vars makes it"
+    assert set(evidence.outputs) == {
+        "site.yml", "site.yml again", "site.yml --check --diff", "validate.yml --check --diff", "validate.yml",
+        "destroy.yml unconfirmed", "destroy.yml --check --diff", "destroy.yml"}
+    assert all(evidence.outputs.values())
+    empty = [name for name, text in evidence.logs.items() if not text.strip()]
+    assert not empty, f"nothing read from {empty}"
+    for name in ("service journal (tm-local-web)", "nginx logs (tm-local-web)"):
+        assert evidence.logs[name].count(probe.request_id) >= 3, f"the probe's requests are not in the {name}"
+    for host in SSH_PORTS:
+        assert "Invoked with" in evidence.logs[f"whole journal ({host})"], f"no module invocation in {host}'s journal"
+
+
+def test_no_playbook_prints_a_secret_or_a_marker(evidence, probe):
+    leaks = {label: lines[:5] for label, output in evidence.outputs.items()
+             if (lines := leaked_lines(output, evidence, probe))}
+    assert not leaks, f"printed by: {json.dumps(leaks, indent=1)}"
+
+
+@pytest.mark.parametrize("log", ["service journal (tm-local-web)", "whole journal (tm-local-web)",
+                                 "whole journal (tm-local-db)", "PostgreSQL log (tm-local-db)",
+                                 "nginx logs (tm-local-web)"])
+def test_no_log_holds_a_secret_or_a_marker(evidence, probe, log):
+    lines = leaked_lines(evidence.logs[log], evidence, probe)
+    assert not lines, f"the {log} holds, in {len(lines)} lines:\n" + "\n".join(lines[:10])
