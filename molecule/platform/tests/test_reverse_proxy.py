@@ -278,7 +278,7 @@ def test_request_id_outside_the_services_rule_is_replaced(host, address, given):
     made = answer.header("X-Request-ID")
     assert re.fullmatch(r"[0-9a-f]{32}", made)
     assert answer.json()["headers"]["X-Request-ID"] == made
-    assert _log_entry(host, made)["uri"] == "/"
+    assert _log_entry(host, made)["path"] == "/"
 
 
 def test_request_id_is_made_when_client_sends_none(address):
@@ -324,9 +324,11 @@ def test_forwarded_for_is_the_client_address_alone(host, address):
 
 
 def test_access_log_lines_are_json(host):
-    host.check_output("curl -ksS -o /dev/null -H 'X-Request-ID: log-probe-1' -A 'quote\" agent' https://127.0.0.1/log-probe")
+    host.check_output("curl -ksS -o /dev/null -H 'X-Request-ID: log-probe-1' -A 'quote\" agent' "
+                      "'https://127.0.0.1/log-probe?token=query-secret-1'")
     entry = _log_entry(host, "log-probe-1")
-    assert entry["uri"] == "/log-probe"
+    assert entry["path"] == "/log-probe"
+    assert "query-secret-1" not in json.dumps(entry)
     assert entry["status"] == 200
     assert entry["http_user_agent"] == 'quote" agent'
     assert entry["scheme"] == "https"
