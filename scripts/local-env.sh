@@ -136,7 +136,6 @@ down() {
     if network_exists "$network"; then remove "network $network" docker network rm "$network"; fi
     if moto_running; then stop_moto; fi
     if [ -e "$state" ]; then remove "$state" rm -rf "$state"; fi
-    rm -f .cache/facts/*tm-local-web .cache/facts/*tm-local-db
     local left=()
     for name in tm-local-web tm-local-db; do
         if container_exists "$name"; then left+=("container $name"); fi
