@@ -31,12 +31,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+import yaml
 
 from conftest import BIN, ROOT, ansible_env
 from emulated_aws import KINDS, clients, tagged_resources
 
 RECAP = re.compile(r"^(\S+)\s+:\s+ok=\d+\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
-BASE = "http://127.0.0.1:8080"
+# Where the local environment publishes nginx: the validate role's address, from the inventory.
+BASE = yaml.safe_load((ROOT / "inventories/local/group_vars/local/main.yml").read_text())["validate_base_url"]
 STATE = ROOT / ".state/local"
 KEY = STATE / "ssh/id_ed25519"
 SSH_PORTS = {"tm-local-web": 2222, "tm-local-db": 2223}

@@ -13,14 +13,17 @@ import time
 import urllib.request
 from pathlib import Path
 
+import yaml
+
 REPO = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[3]))
 EPHEMERAL = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
 INVENTORY = EPHEMERAL / "inventory"
-# state_dir of the scenario (inventory/group_vars/molecule.yml): group_vars/all/database.yml
+# state_dir of the scenario (inventory/group_vars/molecule.yml): playbooks/group_vars/all/database.yml
 # generates the database password and the API token there on first use.
 STATE_DIR = EPHEMERAL / "state"
 SECRET_FILES = ("db_password", "api_token")
-BASE_URL = "http://127.0.0.1:18680"  # nginx on the web container, published by molecule.yml
+# nginx on the web container, published by molecule.yml: the validate role's address.
+BASE_URL = yaml.safe_load((REPO / "molecule/deploy/inventory/group_vars/molecule.yml").read_text())["validate_base_url"]
 WEB = "tm-deploy-web"
 DB = "tm-deploy-db"
 ANSIBLE_PLAYBOOK = str(Path(sys.executable).parent / "ansible-playbook")
