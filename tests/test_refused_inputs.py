@@ -1,5 +1,5 @@
 """Inputs the roles refuse before they change anything: ports out of 1-65535, an SSH source wider
-than a /16, and a play that would lock itself out of SSH.
+than a /16, a play that would lock itself out of SSH, and admin SSH keys that are not named public keys.
 
 The host roles run through ansible-playbook in check mode against localhost; each must stop at
 its check with the message, having changed nothing. (The provisioning path is tested against a
@@ -57,6 +57,40 @@ def test_base_refuses_a_play_that_logs_in_as_root_over_ssh(tmp_path):
     output = run_role(tmp_path, "base", {"ansible_connection": "ssh", "ansible_user": "root",
                                          "ansible_host": "192.0.2.1"})
     assert "This play logs in with a password or as root" in output
+
+
+ALICE = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAILkaQxjDIkDydnfHhCbmUvnoRjFj6CJ4sDxOTVxsphr7 alice@laptop"
+BOB = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHcTqJ0u3Ud4Vgtl7FmVh1Cw0ITnOwcMV5hXYG1bLkPb bob@laptop"
+# What a pasted private key looks like; its body must never reach the output.
+PRIVATE_BODY = "b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZWNoT3ZlcnlTZWNyZXQ"
+PRIVATE = f"-----BEGIN OPENSSH PRIVATE KEY-----\n{PRIVATE_BODY}\n-----END OPENSSH PRIVATE KEY-----\n"
+KEY_NEEDED = "base_admin_ssh_keys (admin_ssh_keys in the playbooks) entry alice needs key: one OpenSSH public key line"
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"base_admin_ssh_keys": [{"name": "alice"}]}, KEY_NEEDED),
+        ({"base_admin_ssh_keys": [{"name": "alice", "key": PRIVATE}]}, KEY_NEEDED),
+        ({"base_admin_ssh_keys": [{"name": "alice", "key": "ssh-dss AAAAB3NzaC1kc3MAAACBAPd alice@laptop"}]}, KEY_NEEDED),
+        ({"base_admin_ssh_keys": [{"name": "alice", "key": f"{ALICE}\n{BOB}"}]}, KEY_NEEDED),
+        ({"base_admin_ssh_keys": [{"key": ALICE}]}, "admin_ssh_keys in the playbooks) entry 1 needs a name"),
+        ({"base_admin_ssh_keys": [{"name": "alice", "key": ALICE}, {"name": "al ice", "key": BOB}]},
+         "admin_ssh_keys in the playbooks) entry 2 needs a name of letters, digits and . _ @ - (got \"al ice\")"),
+        ({"base_admin_ssh_keys": [{"name": "alice", "key": ALICE}, {"name": "alice", "key": BOB}]}, "lists the name alice, or its key, twice"),
+        ({"base_admin_ssh_keys": [{"name": "alice", "key": ALICE}, {"name": "alice2", "key": ALICE.replace("alice@laptop", "other")}]},
+         "lists the name alice2, or its key, twice"),
+        ({"base_admin_ssh_keys": [{"name": "alice", "key": ALICE}], "base_admin_user": "root"}, "base_admin_user must be the user the admins log in as"),
+        ({"base_admin_ssh_keys": [{"name": "alice", "key": ALICE}], "base_admin_user": ""}, "base_admin_user must be the user the admins log in as"),
+    ],
+    ids=["key-missing", "private-key", "dsa-key", "two-keys-in-one", "name-missing", "name-with-a-space", "name-twice",
+         "key-twice", "user-root", "user-unknown"],
+)
+def test_base_refuses_admin_keys_it_cannot_install_naming_the_variable(tmp_path, extra, message):
+    # Before any change, on the controller: nothing is reached.
+    output = run_role(tmp_path, "base", {"base_admin_user": "admin", **extra})
+    assert message in output, output[-3000:]
+    assert PRIVATE_BODY not in output, "a private key pasted by mistake was shown"
 
 
 @pytest.mark.parametrize(
