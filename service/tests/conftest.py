@@ -18,7 +18,7 @@ import pgserver  # noqa: E402
 
 from togglemaster import config as config_mod  # noqa: E402
 from togglemaster.app import create_app  # noqa: E402
-from support import TOKEN, env_for, run_cli, url_for_params, wait_http, Service  # noqa: E402
+from support import PREVIOUS_TOKEN, TOKEN, env_for, run_cli, url_for_params, wait_http, Service  # noqa: E402
 
 SERVICE_DIR = Path(__file__).resolve().parents[1]
 BUILD_ID = "ci-4242"
@@ -83,6 +83,12 @@ def open_app(db_url: str):
 @pytest.fixture(scope="session")
 def guarded_app(db_url: str):
     return _app(db_url, API_TOKEN=TOKEN)
+
+
+@pytest.fixture(scope="session")
+def rotating_app(db_url: str):
+    """Mid-rotation: the new token and the previous one both configured."""
+    return _app(db_url, API_TOKEN=TOKEN, API_TOKEN_PREVIOUS=PREVIOUS_TOKEN)
 
 
 @pytest.fixture(scope="session")
@@ -152,6 +158,11 @@ def client(open_app, clean):
 @pytest.fixture
 def guarded(guarded_app, clean):
     return guarded_app.test_client()
+
+
+@pytest.fixture
+def rotating(rotating_app, clean):
+    return rotating_app.test_client()
 
 
 @pytest.fixture

@@ -12,6 +12,8 @@ from typing import Callable
 from urllib.parse import quote
 
 TOKEN = "test-token-0123456789abcdef"
+# The token a rotation replaces (API_TOKEN_PREVIOUS).
+PREVIOUS_TOKEN = "previous-token-0123456789abcdef"
 
 
 def togglemaster_exe() -> str:

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from support import TOKEN
+from support import PREVIOUS_TOKEN, TOKEN
 
 from togglemaster.version import BUILD_ID, VERSION
 
@@ -381,6 +381,20 @@ def test_reads_stay_open_with_token_configured(guarded):
     assert guarded.get("/flags").status_code == 200
     assert guarded.get("/flags/x").status_code == 200
     assert guarded.get("/health").status_code == 200
+
+
+def test_during_a_rotation_the_new_and_the_previous_token_both_write(rotating):
+    assert create(rotating, "x", AUTH).status_code == 201
+    previous = {"Authorization": f"Bearer {PREVIOUS_TOKEN}"}
+    assert rotating.put("/flags/x", json={"is_enabled": True}, headers=previous).status_code == 200
+    for wrong in (f"Bearer {PREVIOUS_TOKEN}x", f"Bearer {TOKEN}{PREVIOUS_TOKEN}", "Bearer "):
+        assert rotating.delete("/flags/x", headers={"Authorization": wrong}).status_code == 401
+    assert rotating.delete("/flags/x", headers=previous).status_code == 200
+
+
+def test_the_previous_token_alone_does_not_write(guarded):
+    resp = guarded.post("/flags", json={"name": "x"}, headers={"Authorization": f"Bearer {PREVIOUS_TOKEN}"})
+    assert resp.status_code == 401
 
 
 def test_token_is_checked_before_the_body(guarded):

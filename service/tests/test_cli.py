@@ -51,6 +51,10 @@ def bare_env(**values: str) -> dict[str, str]:
         (bare_env(DB_HOST="h", DB_NAME="d", DB_USER="u", DB_CONNECT_TIMEOUT="0"), "DB_CONNECT_TIMEOUT must be"),
         (bare_env(DB_HOST="h", DB_NAME="d", DB_USER="u", DB_PROBE_INTERVAL_MS="0.5"), "DB_PROBE_INTERVAL_MS must be"),
         (bare_env(DB_HOST="h", DB_NAME="d", DB_USER="u", API_TOKEN="short"), "API_TOKEN"),
+        (bare_env(DB_HOST="h", DB_NAME="d", DB_USER="u", API_TOKEN="0123456789abcdef", API_TOKEN_PREVIOUS="short"),
+         "API_TOKEN_PREVIOUS is set but shorter than 16 characters"),
+        (bare_env(DB_HOST="h", DB_NAME="d", DB_USER="u", API_TOKEN_PREVIOUS="0123456789abcdef"),
+         "API_TOKEN_PREVIOUS is set without API_TOKEN"),
         (bare_env(DB_HOST="h", DB_NAME="d", DB_USER="u", MIGRATION_LOCK_TIMEOUT="0"), "MIGRATION_LOCK_TIMEOUT must be"),
     ],
 )

@@ -133,13 +133,14 @@ def _message(status: int, text: str, **headers: str) -> Response:
 
 @bp.before_request
 def _require_token() -> None:
-    token: str | None = current_app.config["TOGGLEMASTER_API_TOKEN"]
-    if token is None or request.method not in WRITE_METHODS:
+    tokens: tuple[str, ...] = current_app.config["TOGGLEMASTER_API_TOKENS"]
+    if not tokens or request.method not in WRITE_METHODS:
         return
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-    ok = scheme.lower() == "bearer" and hmac.compare_digest(
-        given.strip().encode("utf-8", "surrogateescape"), token.encode("utf-8")
-    )
+    presented = given.strip().encode("utf-8", "surrogateescape")
+    # Every accepted token is compared, in constant time: which one matched takes no longer.
+    matches = [hmac.compare_digest(presented, token.encode("utf-8")) for token in tokens]
+    ok = scheme.lower() == "bearer" and any(matches)
     if not ok:
         raise ApiError(
             401,

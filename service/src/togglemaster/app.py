@@ -48,7 +48,8 @@ def create_app(cfg: Config | None = None, *, store: Store | None = None) -> Flas
     app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)
     app.config.update(
         MAX_CONTENT_LENGTH=MAX_BODY_BYTES,
-        TOGGLEMASTER_API_TOKEN=cfg.api_token,
+        # The tokens writes accept: none (writes open), or the token and, during a rotation, the previous one.
+        TOGGLEMASTER_API_TOKENS=tuple(t for t in (cfg.api_token, cfg.api_token_previous) if t is not None),
         TOGGLEMASTER_OPENAPI=resources.files("togglemaster").joinpath("openapi.json").read_bytes(),
     )
     probe_interval = cfg.db_probe_interval_ms / 1000

@@ -40,6 +40,7 @@ class Config:
     port: int
     log_level: str
     api_token: str | None = field(repr=False)
+    api_token_previous: str | None = field(repr=False)
     web_concurrency: int
     web_threads: int
 
@@ -156,6 +157,14 @@ def default_workers() -> int:
     return min(2 * (os.cpu_count() or 1) + 1, 9)
 
 
+def _token(env: Mapping[str, str], name: str) -> str | None:
+    """A bearer token variable: unset or empty means none; otherwise 16 characters or more."""
+    token = env.get(name, "").strip()
+    if token and len(token) < 16:
+        raise ConfigError(f"{name} is set but shorter than 16 characters")
+    return token or None
+
+
 def load(env: Mapping[str, str] | None = None) -> Config:
     """Read and validate the configuration; raise ConfigError with one clear line."""
     env = os.environ if env is None else env
@@ -163,13 +172,11 @@ def load(env: Mapping[str, str] | None = None) -> Config:
     log_level = env.get("LOG_LEVEL", "INFO").strip().upper() or "INFO"
     if log_level not in LOG_LEVELS:
         raise ConfigError(f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {log_level!r}")
-    token = env.get("API_TOKEN")
-    if token is not None:
-        token = token.strip()
-        if token == "":
-            token = None
-        elif len(token) < 16:
-            raise ConfigError("API_TOKEN is set but shorter than 16 characters")
+    token = _token(env, "API_TOKEN")
+    # During a rotation (playbooks/rotate.yml) the token being replaced is accepted too.
+    previous = _token(env, "API_TOKEN_PREVIOUS")
+    if previous is not None and token is None:
+        raise ConfigError("API_TOKEN_PREVIOUS is set without API_TOKEN")
     host = env.get("HOST", "0.0.0.0").strip() or "0.0.0.0"
     threads = _int(env, "WEB_THREADS", 1, 1, MAX_THREADS)
     return Config(
@@ -182,6 +189,7 @@ def load(env: Mapping[str, str] | None = None) -> Config:
         port=_int(env, "PORT", 8000, 1, 65535),
         log_level=log_level,
         api_token=token,
+        api_token_previous=previous,
         web_concurrency=_int(env, "WEB_CONCURRENCY", default_workers(), 1, MAX_WORKERS),
         web_threads=threads,
     )
