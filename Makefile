@@ -54,6 +54,7 @@ test-demo: image ## End to end on the local environment: site.yml, no-op re-run,
 demo: setup ## Run the whole pipeline locally: provision (emulated AWS), configure, deploy, validate
 	bash scripts/local-env.sh up
 	ansible-playbook -i inventories/local playbooks/site.yml
+	ansible-playbook -i inventories/local playbooks/status.yml
 	@bash scripts/local-env.sh summary
 
 demo-down: ## Tear the local demo down: containers, emulator, local state (safe to repeat)

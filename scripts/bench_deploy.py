@@ -3,7 +3,8 @@
 
 Prints one table: a fresh full run of site.yml, the no-op re-run (time and changed count),
 a new release rolled out while a load generator sends requests through nginx the whole
-time (requests sent, requests failed), a rollback, and the teardown.
+time (requests sent, requests failed), a rollback, a rotation of the API token and the
+database password under reads and writes that keep sending the old token, and the teardown.
 
 It tears down any running local demo first and leaves none behind. Traffic goes only to
 loopback (nginx published on 127.0.0.1:8080, the emulated AWS API on 127.0.0.1:5050).
@@ -43,9 +44,11 @@ class Row:
 
 @dataclass
 class Load:
-    """Paced keep-alive GET /flags/<name> loops through nginx until stopped; counts every failure."""
+    """Paced keep-alive requests through nginx until stopped (GET /flags/<name>, or with a token
+    PUT toggling it); counts every failure."""
 
     path: str
+    token: str | None = None
     sent: int = 0
     failed: int = 0
     failures: list[str] = field(default_factory=list)
@@ -57,7 +60,11 @@ class Load:
         deadline = time.monotonic() + LOAD_MAX_SECONDS
         while not self._stop.is_set() and time.monotonic() < deadline:
             try:
-                conn.request("GET", self.path)
+                if self.token is None:
+                    conn.request("GET", self.path)
+                else:
+                    conn.request("PUT", self.path, body=json.dumps({"is_enabled": self.sent % 2 == 0}),
+                                 headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"})
                 resp = conn.getresponse()
                 resp.read()
                 ok = resp.status == 200
@@ -109,8 +116,13 @@ def playbook(name: str, *extra: str, log: str) -> tuple[float, int]:
     return elapsed, changed(out)
 
 
+def secret(name: str) -> str:
+    """A secret of the local environment, from its (emulated) SSM Parameter Store."""
+    return run(str(BIN / "python"), "scripts/secret.py", "local", name, log=f"secret-{name}")[1].strip()
+
+
 def api(method: str, path: str, body: dict | None = None) -> tuple[int, str]:
-    token = (ROOT / ".state/local/api_token").read_text().strip()
+    token = secret("api_token")
     conn = http.client.HTTPConnection(BASE_HOST, BASE_PORT, timeout=10)
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
     conn.request(method, path, body=json.dumps(body) if body is not None else None, headers=headers)
@@ -152,6 +164,17 @@ def main() -> None:
     back = live_build()
     assert back == before, f"rollback did not restore {before}: live is {back}"
     rows.append(Row("rollback to the previous release", seconds, count, f"live again: {back}; target <= 20 s"))
+
+    old_token = secret("api_token")
+    with Load("/flags/bench-rollout") as reads, Load("/flags/bench-rollout", token=old_token) as writes:
+        time.sleep(2)
+        seconds, count = playbook("rotate.yml", "-e", "confirm_rotate=local", log="rotate")
+        time.sleep(2)  # the old token still writes after the switch
+    assert secret("api_token") != old_token, "the token was not rotated"
+    notes = (f"reads sent {reads.sent}, failed {reads.failed}; writes with the old token sent {writes.sent}, "
+             f"failed {writes.failed}" + (f" ({', '.join(reads.failures + writes.failures)})"
+                                           if reads.failures or writes.failures else "") + "; target 0 failed")
+    rows.append(Row("rotation under load (rotate.yml)", seconds, count, notes))
 
     api("DELETE", "/flags/bench-rollout")
     start = time.monotonic()

@@ -160,9 +160,12 @@ summary() {
 ToggleMaster is running locally.
   Service URL:   http://127.0.0.1:8080/   (HTTPS, self-signed: https://127.0.0.1:8443/)
   Try it:        curl http://127.0.0.1:8080/flags
-  API token:     in $state/api_token — writes need 'Authorization: Bearer <token>':
-                 curl -X POST -H "Authorization: Bearer \$(cat $state/api_token)" \\
+  API token:     in the emulated SSM Parameter Store (/togglemaster/local/secrets/api_token);
+                 writes need 'Authorization: Bearer <token>':
+                 TOKEN=\$(.venv/bin/python scripts/secret.py local api_token)
+                 curl -X POST -H "Authorization: Bearer \$TOKEN" \\
                       -H 'Content-Type: application/json' -d '{"name": "dark-mode"}' http://127.0.0.1:8080/flags
+  Status:        ansible-playbook -i inventories/local playbooks/status.yml
   SSH:           ssh -i $key -p 2222 $login_user@127.0.0.1   (then sudo; database host: -p 2223)
   Roll back:     ansible-playbook -i inventories/local playbooks/rollback.yml -e confirm_rollback=local
   Tear down:     make demo-down

@@ -186,6 +186,20 @@ def test_own_rsa_key_is_imported_once_then_left_alone(keypair, ec2, tmp_path):
     assert not (tmp_path / "state").exists(), "a key was generated although the user named one"
 
 
+def test_a_teammate_without_the_generated_key_leaves_the_key_pair_alone(keypair, ec2, tmp_path):
+    keypair()
+    made_here = (tmp_path / "state/ssh/id_ed25519.pub").read_text()
+    # Another laptop: the same key pair in AWS, no generated key in its state folder.
+    elsewhere = ("-e", f"aws_keypair_generated_key_file={tmp_path}/laptop-b/ssh/id_ed25519")
+    checked, _ = keypair(*elsewhere, check=True)
+    changed, out = keypair(*elsewhere)
+
+    assert (checked, changed) == (0, 0)
+    assert blob(recorded(ec2, keypair.name)["PublicKey"]) == blob(made_here)
+    assert not (tmp_path / "laptop-b").exists(), "a key was generated on the teammate's laptop"
+    assert '"msg": "private key file: "' in out
+
+
 def test_changed_key_replaces_the_key_pair(keypair, ec2, tmp_path):
     keygen(tmp_path / "old/id_ed25519", "ed25519")
     new = keygen(tmp_path / "new/id_ed25519", "ed25519")
@@ -216,14 +230,14 @@ def test_tilde_paths_are_expanded(keypair, ec2, tmp_path):
     home = tmp_path / "home"
     public = keygen(home / ".ssh/id_ed25519", "ed25519")
 
-    own, _ = keypair("-e", "aws_keypair_public_key_file=~/.ssh/id_ed25519.pub", home=home)
-    assert own > 0
-    assert blob(recorded(ec2, keypair.name)["PublicKey"]) == blob(public)
-
     _, output = keypair("-e", "aws_keypair_generated_key_file=~/project/id_ed25519", home=home)
     generated = (home / "project/id_ed25519.pub").read_text()
     assert blob(recorded(ec2, keypair.name)["PublicKey"]) == blob(generated)
     assert f"private key file: {home}/project/id_ed25519" in output
+
+    own, _ = keypair("-e", "aws_keypair_public_key_file=~/.ssh/id_ed25519.pub", home=home)
+    assert own > 0
+    assert blob(recorded(ec2, keypair.name)["PublicKey"]) == blob(public)
     assert not (tmp_path / "~").exists()
 
 

@@ -27,7 +27,7 @@ def test_each_environment_resolves_its_own_name(host_vars, environment):
 def test_shared_defaults_reach_every_environment(host_vars, environment):
     resolved = host_vars(environment, "localhost")
     assert resolved["project_name"] == SHARED["project_name"] == "togglemaster"
-    assert "db_password" in resolved, "playbooks/group_vars/all/database.yml is not loaded"
+    assert "db_master_password" in resolved, "playbooks/group_vars/all/database.yml is not loaded"
 
 
 def test_local_override_wins_over_shared_default(host_vars):

@@ -8,9 +8,12 @@ clearly if it runs after destroy):
 2. converged: site.yml (provision, configure, deploy, validate); then, on the live environment,
    a no-op re-run, site.yml and validate.yml in check mode, validate.yml, the API through nginx,
    the hosts over SSH as an operator would, and requests carrying marker strings;
-3. destroyed: destroy.yml without confirmation (refused), in check mode, then for real, with
+3. a teammate: a second checkout with no .state/ and a key of its own (listed in admin_ssh_keys)
+   deploys while this checkout's deploy holds the environment's lock (refused at once, naming
+   the holder), then again (nothing changes on the hosts, the same secrets), then status.yml;
+4. destroyed: destroy.yml without confirmation (refused), in check mode, then for real, with
    what the emulated API holds for the environment before and after;
-4. the hosts' logs read; then `scripts/local-env.sh down` with a docker that cannot remove
+5. the hosts' logs read; then `scripts/local-env.sh down` with a docker that cannot remove
    (it must stop and say what), and twice for real.
 
 Every playbook runs with -v; neither the generated secrets nor the markers may appear in any
@@ -25,6 +28,7 @@ import secrets
 import shutil
 import socket
 import subprocess
+import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -46,6 +50,8 @@ CONTAINERS = tuple(SSH_PORTS)
 NETWORK = "togglemaster-local"
 MOTO_PORT = 5050
 DESTROY = ("destroy.yml", "-e", "confirm_destroy=local", "-e", "aws_rds_skip_final_snapshot=true")
+# Where the local environment keeps its state in the emulated SSM Parameter Store (ssm_path).
+SSM_PATH = "/togglemaster/local"
 
 
 def sh(*cmd: str, check: bool = True, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -66,10 +72,13 @@ class Scenario:
     stage: str = "up"
     runs: dict[str, subprocess.CompletedProcess] = field(default_factory=dict)
 
-    def playbook(self, label: str, name: str, *extra: str, check: bool = True) -> subprocess.CompletedProcess:
-        """Run a playbook with -v on the local inventory; its output is kept to be searched for secrets."""
-        proc = sh(str(BIN / "ansible-playbook"), "-v", "-i", "inventories/local", f"playbooks/{name}", *extra,
-                  check=False)
+    def playbook(self, label: str, name: str, *extra: str, check: bool = True,
+                 checkout: Path = ROOT) -> subprocess.CompletedProcess:
+        """Run a playbook with -v on the local inventory of a checkout (this one by default); its output
+        is kept to be searched for secrets."""
+        proc = subprocess.run([str(BIN / "ansible-playbook"), "-v", "-i", "inventories/local", f"playbooks/{name}",
+                               *extra], cwd=checkout, env={**ansible_env(), "ANSIBLE_CONFIG": str(checkout / "ansible.cfg")},
+                              capture_output=True, text=True)
         self.runs[label] = proc
         if check and proc.returncode != 0:
             pytest.fail(f"{label}: {name} exited {proc.returncode}:\n{proc.stdout[-4000:]}\n{proc.stderr[-2000:]}")
@@ -184,10 +193,40 @@ def emulator():
 
 
 @pytest.fixture(scope="module")
+def ssm():
+    """The emulated SSM Parameter Store the local environment keeps its outputs, secrets and lock in."""
+    aws = resolved("{'endpoint': aws_endpoint_url, 'region': aws_region, 'key': aws_access_key, "
+                   "'secret': aws_secret_key, 'path': ssm_path}")
+    assert aws["path"] == SSM_PATH and aws["endpoint"].startswith("http://127.0.0.1:")
+    import boto3
+    return boto3.client("ssm", endpoint_url=aws["endpoint"], region_name=aws["region"],
+                        aws_access_key_id=aws["key"], aws_secret_access_key=aws["secret"])
+
+
+def parameters(ssm) -> dict[str, str]:
+    """Every parameter of the local environment: name -> value, decrypted."""
+    found, token = {}, None
+    while True:
+        page = ssm.get_parameters_by_path(Path=SSM_PATH, Recursive=True, WithDecryption=True,
+                                          **({"NextToken": token} if token else {}))
+        found.update({p["Name"]: p["Value"] for p in page["Parameters"]})
+        if not (token := page.get("NextToken")):
+            return found
+
+
+@pytest.fixture(scope="module")
 def first_run(scenario):
     proc = scenario.playbook("site.yml", "site.yml")
     scenario.stage = "converged"
     return recap(proc.stdout)
+
+
+@pytest.fixture(scope="module")
+def stored_secrets(scenario, first_run, ssm) -> dict[str, str]:
+    """The secrets the first run generated, read from the emulated SSM while the stack is up."""
+    scenario.require_live()
+    prefix = f"{SSM_PATH}/secrets/"
+    return {name[len(prefix):]: value for name, value in parameters(ssm).items() if name.startswith(prefix)}
 
 
 @pytest.fixture
@@ -224,12 +263,12 @@ class Probe:
 
 
 @pytest.fixture(scope="module")
-def probe(scenario, first_run) -> Probe:
+def probe(scenario, first_run, stored_secrets) -> Probe:
     """Requests through nginx carrying markers: a wrong bearer token, a query string, a JSON body."""
     scenario.require_live()
     request_id = f"e2e-probe-{secrets.token_hex(8)}"
     markers = {where: f"tm-marker-{where}-{secrets.token_hex(12)}" for where in ("token", "query", "body")}
-    token = (STATE / "api_token").read_text().strip()
+    token = stored_secrets["api_token"]
     name = f"e2e-probe-{secrets.token_hex(4)}"
     body = {"name": name, "description": markers["body"]}
     path = f"/flags?probe={markers['query']}"
@@ -242,27 +281,106 @@ def probe(scenario, first_run) -> Probe:
 
 
 @dataclass(frozen=True)
+class Teammate:
+    lock_seen: dict  # the lock this checkout's deploy held while the teammate's deploy was refused
+    holder: subprocess.CompletedProcess  # this checkout's deploy, which held the lock
+    refused: subprocess.CompletedProcess  # the teammate's deploy meanwhile
+    holder_still_running: bool  # when the refusal came
+    deploy: subprocess.CompletedProcess  # the teammate's deploy afterwards
+    status: subprocess.CompletedProcess  # status.yml from the teammate's checkout
+    env_file_before: str = field(repr=False)
+    env_file_after: str = field(repr=False)
+    secrets_after: dict[str, str] = field(repr=False)
+    checkout_state: list[str] = field(default_factory=list)  # files under the teammate's .state/
+
+
+def fresh_checkout(into: Path) -> Path:
+    """A teammate's clone: `git clone` of this repository, with this working tree's uncommitted
+    changes laid over it (so work in progress is tested too; on CI's clean checkout there are
+    none); no .state/, no build/. The venv is shared, as `make setup-control` would make the same."""
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(into)], check=True)
+    def listed(*args: str) -> list[str]:
+        out = subprocess.run(["git", "ls-files", "-z", *args], cwd=ROOT, capture_output=True, check=True).stdout
+        return [name for name in out.decode().split("\0") if name]
+    for name in listed("--deleted"):
+        (into / name).unlink(missing_ok=True)
+    for name in listed("--modified", "--others", "--exclude-standard"):
+        source, target = ROOT / name, into / name
+        if source.is_symlink() or source.is_file():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.unlink(missing_ok=True)
+            if source.is_symlink():
+                target.symlink_to(source.readlink())
+            else:
+                shutil.copy2(source, target)
+    (into / ".venv").symlink_to(ROOT / ".venv")
+    assert not (into / ".state").exists() and not (into / "build").exists()
+    return into
+
+
+@pytest.fixture(scope="module")
+def teammate(scenario, ssm, stored_secrets, second_run, check_runs, validate_run, probe, tmp_path_factory) -> Teammate:
+    """A second checkout deploys the running demo: refused while this checkout's deploy holds the lock,
+    then with nothing to change on the hosts; then status.yml."""
+    scenario.require_live()
+    home = tmp_path_factory.mktemp("teammate")
+    checkout = fresh_checkout(home / "checkout")
+    key = home / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "teammate", "-f", str(key)], check=True)
+    admins = home / "admins.yml"
+    admins.write_text(yaml.safe_dump({"admin_ssh_keys": [{"name": "teammate", "key": (home / "id_ed25519.pub").read_text().strip()}]}))
+    env_file = "sudo -n cat /etc/togglemaster/togglemaster.env"
+    env_file_before = as_admin("tm-local-web", env_file)
+
+    # This checkout's deploy authorizes the teammate's key and holds the lock meanwhile.
+    started = subprocess.Popen([str(BIN / "ansible-playbook"), "-v", "-i", "inventories/local", "playbooks/deploy.yml",
+                                "-e", f"@{admins}"], cwd=ROOT, env=ansible_env(), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while f"{SSM_PATH}/lock" not in parameters(ssm):
+        assert started.poll() is None and time.monotonic() < deadline, "the deploy never took the lock"
+        time.sleep(0.5)
+    lock_seen = json.loads(parameters(ssm)[f"{SSM_PATH}/lock"])
+    teammate_args = ("-e", f"@{admins}", "-e", f"ansible_ssh_private_key_file={key}")
+    refused = scenario.playbook("teammate deploy.yml refused", "deploy.yml", *teammate_args, check=False,
+                                checkout=checkout)
+    holder_still_running = started.poll() is None
+    out, err = started.communicate(timeout=600)
+    holder = subprocess.CompletedProcess(started.args, started.returncode, out, err)
+    scenario.runs["deploy.yml holding the lock"] = holder
+    if holder.returncode != 0:
+        pytest.fail(f"this checkout's deploy failed:\n{out[-4000:]}\n{err[-2000:]}")
+
+    deploy = scenario.playbook("teammate deploy.yml", "deploy.yml", *teammate_args, checkout=checkout)
+    status = scenario.playbook("teammate status.yml", "status.yml", *teammate_args, checkout=checkout)
+    state = checkout / ".state"
+    return Teammate(lock_seen, holder, refused, holder_still_running, deploy, status, env_file_before,
+                    as_admin("tm-local-web", env_file), parameters(ssm),
+                    sorted(str(p.relative_to(state)) for p in state.rglob("*")) if state.exists() else [])
+
+
+@dataclass(frozen=True)
 class Destroyed:
     refused: subprocess.CompletedProcess
     held_before: dict[str, list[str]]
     held_after_check: dict[str, list[str]]
-    outputs_after_check: bool
+    parameters_after_check: list[str]
     held_after: dict[str, list[str]]
-    outputs_after: bool
+    parameters_after: list[str]
 
 
 @pytest.fixture(scope="module")
-def destroyed(scenario, emulator, second_run, check_runs, validate_run, probe) -> Destroyed:
+def destroyed(scenario, emulator, ssm, second_run, check_runs, validate_run, probe, teammate) -> Destroyed:
     """destroy.yml unconfirmed, in check mode, then for real: after everything that needs the live stack."""
     scenario.require_live()
     held_before = emulator()
     refused = scenario.playbook("destroy.yml unconfirmed", "destroy.yml", check=False)
     scenario.playbook("destroy.yml --check --diff", *DESTROY, "--check", "--diff")
-    held_after_check, outputs_after_check = emulator(), (STATE / "outputs.yml").exists()
+    held_after_check, outputs_after_check = emulator(), sorted(parameters(ssm))
     scenario.stage = "destroyed"
     scenario.playbook("destroy.yml", *DESTROY)
     return Destroyed(refused, held_before, held_after_check, outputs_after_check, emulator(),
-                     (STATE / "outputs.yml").exists())
+                     sorted(parameters(ssm)))
 
 
 @dataclass(frozen=True)
@@ -274,10 +392,10 @@ class Evidence:
 
 
 @pytest.fixture(scope="module")
-def evidence(scenario, destroyed, probe) -> Evidence:
+def evidence(scenario, destroyed, probe, stored_secrets) -> Evidence:
     """The generated secrets, every playbook's output and the hosts' logs, read while the hosts are still up."""
     assert scenario.stage == "destroyed", scenario.stage
-    values = {name: (STATE / name).read_text().strip() for name in ("db_password", "api_token")}
+    values = dict(stored_secrets)
     logs = {
         "service journal (tm-local-web)": as_admin("tm-local-web", "sudo -n journalctl -u togglemaster --no-pager"),
         # Every unit, and the module invocations Ansible logs on the hosts it manages.
@@ -400,6 +518,53 @@ def test_logs_of_the_platform_roles_are_readable_by_the_adm_group_only(live, hos
     assert dict(line.split(" ", 1) for line in out.splitlines()) == expected
 
 
+def test_the_service_logs_in_as_its_own_database_role_which_owns_its_tables(live):
+    # Not as the database's master user (role db_access): its migrations made the tables as it, in its schema.
+    app = resolved("db_app_user")
+    env = as_admin("tm-local-web", "sudo -n grep '^DB_USER=' /etc/togglemaster/togglemaster.env")
+    assert env.strip() == f'DB_USER="{app}"'
+    owners = as_admin("tm-local-db", "sudo -n runuser -u postgres -- psql -X -tA -d togglemaster -c \"SELECT DISTINCT "
+                                     "schemaname || ' ' || tableowner FROM pg_tables WHERE schemaname NOT IN "
+                                     "('pg_catalog', 'information_schema')\"")
+    assert owners.split() == [app, app], owners
+
+
+# --- a teammate --------------------------------------------------------------------------
+
+
+def test_a_deploy_while_another_holds_the_lock_is_refused_naming_the_holder(teammate):
+    lock = teammate.lock_seen
+    assert teammate.holder_still_running, "the first deploy had ended: the refusal proves nothing"
+    assert teammate.refused.returncode != 0
+    assert f"local is locked by {lock['who']} ({lock['caller']}) since {lock['since']}" in teammate.refused.stdout
+    assert lock["action"] == "deploy" and lock["hosts"] == ["tm-local-web"]
+    # Refused on the control node, before any host was touched.
+    assert set(recap(teammate.refused.stdout)) == {"localhost"}
+
+
+def test_a_fresh_checkout_deploys_the_running_demo_with_nothing_to_change(teammate, stored_secrets):
+    changed = {host: counts[0] for host, counts in recap(teammate.deploy.stdout).items()}
+    # The control node builds the release in its own checkout (the same release id); the hosts stay as they are.
+    assert {host: n for host, n in changed.items() if host != "localhost"} == {"tm-local-web": 0, "tm-local-db": 0}
+    assert teammate.env_file_after == teammate.env_file_before, "the env-file changed"
+    secrets_now = {name.rsplit("/", 1)[1]: v for name, v in teammate.secrets_after.items() if "/secrets/" in name}
+    assert secrets_now == stored_secrets, "the teammate's run changed a secret"
+    assert f"API_TOKEN=\"{stored_secrets['api_token']}\"" in teammate.env_file_after
+    # Nothing of the environment is kept on the teammate's laptop.
+    assert teammate.checkout_state == [], teammate.checkout_state
+
+
+def test_status_shows_the_live_release_the_lock_and_the_last_runs(teammate):
+    out = teammate.status.stdout
+    assert "Web host   tm-local-web: live " in out and "ready, running " in out
+    live = re.search(r"Web host   tm-local-web: live (\S+), ready, running (\S+)", out)
+    assert live and live[1] == live[2].strip('",'), out
+    assert "Lock       free" in out
+    assert re.search(r"Last runs\s+\S+ deploy \S+ by \S+: succeeded", out), out
+    assert "Database   togglemaster-local-db postgres 16.11" in out
+    assert recap(out) and all(counts[0] == 0 for counts in recap(out).values()), "status.yml changed something"
+
+
 # --- destroyed ---------------------------------------------------------------------------
 
 
@@ -415,12 +580,15 @@ def test_the_emulator_listing_sees_every_kind_of_the_converged_stack(destroyed):
 
 
 def test_destroy_in_check_mode_reports_no_errors_and_removes_nothing(destroyed):
-    assert destroyed.outputs_after_check, "check mode removed the outputs file"
+    assert f"{SSM_PATH}/outputs" in destroyed.parameters_after_check, "check mode removed the outputs"
+    assert {f"{SSM_PATH}/secrets/{name}" for name in ("db_master_password", "db_app_password", "api_token")} <= set(
+        destroyed.parameters_after_check), "check mode removed a secret"
     assert destroyed.held_after_check == destroyed.held_before
 
 
 def test_destroy_removes_the_emulated_stack(destroyed):
-    assert not destroyed.outputs_after
+    # Only the record of the runs stays (the lock is released when destroy's run ends).
+    assert destroyed.parameters_after == [f"{SSM_PATH}/deploys"], destroyed.parameters_after
     left = {kind: ids for kind, ids in destroyed.held_after.items() if ids}
     assert set(destroyed.held_after) == set(KINDS) and not left, f"still in the emulated API after destroy: {left}"
 
@@ -462,9 +630,11 @@ def leaked_lines(text: str, evidence: Evidence, probe: Probe) -> list[str]:
 
 def test_the_secrets_and_logs_searched_are_not_empty(evidence, probe):
     lengths = {name: len(value) for name, value in evidence.secrets.items()}
-    assert lengths == {"db_password": 32, "api_token": 40}, "a generated secret is not as group_vars makes it"
+    assert lengths == {"db_master_password": 32, "db_app_password": 32, "api_token": 40}, \
+        "a generated secret is not as group_vars makes it"
     assert set(evidence.outputs) == {
         "site.yml", "site.yml again", "site.yml --check --diff", "validate.yml --check --diff", "validate.yml",
+        "deploy.yml holding the lock", "teammate deploy.yml refused", "teammate deploy.yml", "teammate status.yml",
         "destroy.yml unconfirmed", "destroy.yml --check --diff", "destroy.yml"}
     assert all(evidence.outputs.values())
     empty = [name for name, text in evidence.logs.items() if not text.strip()]

@@ -59,5 +59,9 @@ def test_a_final_snapshot_was_kept_and_carries_no_environment_tags(aws):
     assert not is_ours(tags_of(rds, snapshots[0]["DBSnapshotArn"]))
 
 
-def test_outputs_file_is_removed():
-    assert not (STATE_DIR / "outputs.yml").exists()
+def test_outputs_and_secrets_are_removed_from_parameter_store(aws):
+    ssm = aws("ssm")
+    left = ssm.get_parameters_by_path(Path=f"/{PROJECT}/{ENVIRONMENT}", Recursive=True)["Parameters"]
+    # The lock is this destroy run's own, released when the run ends; the record of runs stays.
+    assert sorted(p["Name"] for p in left) in (
+        [], [f"/{PROJECT}/{ENVIRONMENT}/lock"], [f"/{PROJECT}/{ENVIRONMENT}/deploys", f"/{PROJECT}/{ENVIRONMENT}/lock"])

@@ -11,10 +11,14 @@ import yaml
 from conftest import ENVIRONMENT, PROJECT, SCENARIO_DIR, STATE_DIR, REPO_DIR, run_ansible, venv_bin
 
 
+OUTPUTS = f"/{PROJECT}/{ENVIRONMENT}/outputs"
+SECRETS = f"/{PROJECT}/{ENVIRONMENT}/secrets"
+
+
 @pytest.fixture(scope="module")
-def outputs() -> dict:
-    with (STATE_DIR / "outputs.yml").open(encoding="utf-8") as handle:
-        return yaml.safe_load(handle)
+def outputs(aws) -> dict:
+    """What provisioning recorded for later runs, in SSM Parameter Store (not on this laptop)."""
+    return json.loads(aws("ssm").get_parameter(Name=OUTPUTS)["Parameter"]["Value"])
 
 
 @pytest.fixture(scope="module")
@@ -97,17 +101,25 @@ def test_private_subnets_share_one_route_table_without_a_default_route(ec2, vpc)
 
 def test_web_security_group_rules_are_exactly_the_declared_ones(ec2, outputs, group_vars):
     web = ec2.describe_security_groups(GroupIds=[outputs["web_security_group_id"]])["SecurityGroups"][0]
-    admin = group_vars["admin_cidr"]
+    admins = group_vars["admin_cidr"]
+    assert len(admins) == 2, "the scenario gives admin_cidr as a list of two"
     assert ingress(web) == {
         ("tcp", 80, 80, "0.0.0.0/0"),
         ("tcp", 443, 443, "0.0.0.0/0"),
-        ("tcp", 22, 22, admin),
+        *{("tcp", 22, 22, admin) for admin in admins},
     }
     assert egress(web) == {
         ("tcp", 80, 80, "0.0.0.0/0"),
         ("tcp", 443, 443, "0.0.0.0/0"),
         ("tcp", 5432, 5432, outputs["db_security_group_id"]),
     }
+
+
+def test_each_admin_cidr_gets_its_own_ssh_rule(ec2, outputs, group_vars):
+    rules = ec2.describe_security_group_rules(
+        Filters=[{"Name": "group-id", "Values": [outputs["web_security_group_id"]]}])["SecurityGroupRules"]
+    ssh = [r for r in rules if not r["IsEgress"] and r["FromPort"] == 22]
+    assert sorted(r["CidrIpv4"] for r in ssh) == sorted(group_vars["admin_cidr"])
 
 
 def test_database_security_group_accepts_postgres_from_the_web_group_only(ec2, outputs):
@@ -173,12 +185,14 @@ def test_key_pair_is_the_generated_project_key_kept_private(ec2, outputs):
     private_key = STATE_DIR / "ssh" / "id_ed25519"
     assert stat.S_IMODE(private_key.stat().st_mode) == 0o600
     assert stat.S_IMODE(private_key.parent.stat().st_mode) == 0o700
-    assert outputs["ssh_private_key_file"] == str(private_key)
+    # A path on this laptop is nobody else's business: the shared outputs do not name it.
+    assert "ssh_private_key_file" not in outputs
 
 
-def test_outputs_file_is_private_and_matches_the_api(ec2, outputs, vpc):
-    path = STATE_DIR / "outputs.yml"
-    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+def test_outputs_are_kept_in_aws_and_match_the_api(aws, ec2, outputs, vpc):
+    parameter = aws("ssm").get_parameter(Name=OUTPUTS)["Parameter"]
+    assert parameter["Type"] == "String"
+    assert not (STATE_DIR / "outputs.yml").exists()
     assert outputs["vpc_id"] == vpc["VpcId"]
     assert outputs["ssh_user"] == "admin"
     ids = [i["id"] for i in outputs["web_instances"]]
@@ -192,14 +206,14 @@ def test_outputs_file_is_private_and_matches_the_api(ec2, outputs, vpc):
     assert outputs["public_url"] == f"http://{outputs['web_instances'][0]['public_dns']}/"
 
 
-def test_master_password_is_kept_private_and_out_of_the_outputs_and_git():
-    password_file = STATE_DIR / "db_password"
-    assert stat.S_IMODE(password_file.stat().st_mode) == 0o600
-    password = password_file.read_text(encoding="utf-8").split()[0]
+def test_master_password_is_a_secure_parameter_and_nowhere_on_this_laptop(aws):
+    stored = aws("ssm").get_parameter(Name=f"{SECRETS}/db_master_password", WithDecryption=True)["Parameter"]
+    assert stored["Type"] == "SecureString"
+    password = stored["Value"]
     assert len(password) >= 16
-    assert password not in (STATE_DIR / "outputs.yml").read_text(encoding="utf-8")
-    ignored = run_ansible(["git", "check-ignore", "-q", str(password_file)])
-    assert ignored.returncode == 0, ".state/ must be gitignored"
+    assert password not in aws("ssm").get_parameter(Name=OUTPUTS)["Parameter"]["Value"]
+    on_disk = [p for p in STATE_DIR.rglob("*") if p.is_file()]
+    assert not [p for p in on_disk if password in p.read_text(encoding="utf-8", errors="ignore")]
 
 
 def discovered(tmp_path, env: str, *extra: str) -> dict[str, dict]:

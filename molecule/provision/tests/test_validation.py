@@ -38,6 +38,9 @@ def provision(extra: dict) -> str:
         ({"admin_cidr": ""}, "admin_cidr is required"),
         ({"admin_cidr": "10.0.0.300/32"}, "is not a valid IPv4 CIDR"),
         ({"admin_cidr": "203.0.113.10"}, "is not in CIDR form"),
+        ({"admin_cidr": ["203.0.113.10/32", "10.0.0.300/32"]}, "admin_cidr: '10.0.0.300/32' is not a valid IPv4 CIDR"),
+        ({"admin_cidr": ["203.0.113.10/32", "0.0.0.0/0"]}, "admin_cidr 0.0.0.0/0 opens SSH to more than a /16"),
+        ({"admin_cidr": []}, "admin_cidr is required"),
         ({"aws_network_vpc_cidr": "10.30.0.0/16"}, "not inside the VPC CIDR 10.30.0.0/16"),
         ({"aws_network_vpc_cidr": "10.20.0.0/33"}, "aws_network_vpc_cidr"),
         ({"aws_network_zones": ["sa-east-1a", "sa-east-1c"],
@@ -50,7 +53,8 @@ def provision(extra: dict) -> str:
         ({"aws_security_groups_ssh_port": 0}, "aws_security_groups_ssh_port must be TCP ports from 1 to 65535 (got 0)"),
         ({"aws_security_groups_web_public_ports": [80, 65536]}, "aws_security_groups_web_public_ports must be TCP ports"),
     ],
-    ids=["ssh-world", "ssh-half-the-world", "ssh-wider-than-16", "admin-missing", "admin-bad-octet", "admin-no-prefix", "subnet-outside-vpc",
+    ids=["ssh-world", "ssh-half-the-world", "ssh-wider-than-16", "admin-missing", "admin-bad-octet", "admin-no-prefix",
+         "admin-list-bad-octet", "admin-list-world", "admin-list-empty", "subnet-outside-vpc",
          "vpc-bad-prefix", "one-zone", "one-zone-listed", "zone-of-another-region", "overlap", "engine-version",
          "db-port-too-high", "ssh-port-zero", "public-port-too-high"],
 )
@@ -65,8 +69,9 @@ def test_bad_value_fails_clearly_before_any_api_call(extra, message):
     [
         {"admin_cidr": "0.0.0.0/0", "aws_security_groups_allow_wide_ssh": True},
         {"admin_cidr": "10.0.0.0/16"},
+        {"admin_cidr": ["203.0.113.10/32", "198.51.100.4/32"]},
     ],
-    ids=["world-with-opt-in", "a-16-without-opt-in"],
+    ids=["world-with-opt-in", "a-16-without-opt-in", "a-list-of-two"],
 )
 def test_ssh_source_passes_the_checks_when_opted_in_or_no_wider_than_a_16(extra):
     # Control cases: the checks pass and the first API call hits the closed port, which proves
