@@ -37,7 +37,8 @@ for line in open("/etc/togglemaster/togglemaster.env", encoding="utf-8"):
         name, value = line.rstrip("\n").split("=", 1)
         env[name] = json.loads(value)
 conn = psycopg2.connect(host=env["DB_HOST"], port=env["DB_PORT"], dbname=env["DB_NAME"], user=env["DB_USER"],
-                        password=env["DB_PASSWORD"], sslmode=env["DB_SSLMODE"], application_name="test_db_access")
+                        password=env["DB_PASSWORD"], sslmode=env["DB_SSLMODE"], sslrootcert=env.get("PGSSLROOTCERT"),
+                        application_name="test_db_access")
 try:
     with conn.cursor() as cur:
         cur.execute(sys.argv[1])

@@ -25,7 +25,6 @@ def test_env_file_is_readable_by_the_service_group_only(host):
     assert env.user == "root"
     assert env.group == "togglemaster"
     assert env.mode == 0o640
-    assert re.search(r"^DB_SSLMODE=\"require\"$", env.content_string, re.M)
 
 
 def test_service_user_cannot_log_in(host):
