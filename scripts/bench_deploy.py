@@ -7,7 +7,8 @@ time (requests sent, requests failed), a rollback, a rotation of the API token a
 database password under reads and writes that keep sending the old token, and the teardown.
 
 It tears down any running local demo first and leaves none behind. Traffic goes only to
-loopback (nginx published on 127.0.0.1:8080, the emulated AWS API on 127.0.0.1:5050).
+loopback (nginx published on 127.0.0.1:8443 as https://localhost:8443, the emulated AWS API on
+127.0.0.1:5050).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import json
 import os
 import platform
 import re
+import ssl
 import subprocess
 import sys
 import threading
@@ -26,7 +28,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = ROOT / ".venv" / "bin"
-BASE_HOST, BASE_PORT = "127.0.0.1", 8080
+# HTTPS as clients reach the demo: the name in its certificate, verified against the local ACME root.
+BASE_HOST, BASE_PORT = "localhost", 8443
+ACME_ROOT = ROOT / ".state/local/acme/root.pem"
 LOAD_THREADS = 4
 LOAD_PAUSE_SECONDS = 0.005  # per thread between requests: steady traffic (a few hundred req/s),
 # not a saturation test — it must not starve the rollout it watches of the machine's 2 cores
@@ -56,7 +60,7 @@ class Load:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def _worker(self) -> None:
-        conn = http.client.HTTPConnection(BASE_HOST, BASE_PORT, timeout=10)
+        conn = connect()
         deadline = time.monotonic() + LOAD_MAX_SECONDS
         while not self._stop.is_set() and time.monotonic() < deadline:
             try:
@@ -72,7 +76,7 @@ class Load:
             except (OSError, http.client.HTTPException) as exc:
                 ok, detail = False, type(exc).__name__
                 conn.close()
-                conn = http.client.HTTPConnection(BASE_HOST, BASE_PORT, timeout=10)
+                conn = connect()
             with self._lock:
                 self.sent += 1
                 if not ok:
@@ -92,6 +96,11 @@ class Load:
         self._stop.set()
         for thread in self._threads:
             thread.join()
+
+
+def connect() -> http.client.HTTPSConnection:
+    return http.client.HTTPSConnection(BASE_HOST, BASE_PORT, timeout=10,
+                                       context=ssl.create_default_context(cafile=str(ACME_ROOT)))
 
 
 def run(*cmd: str, log: str) -> tuple[float, str]:
@@ -123,7 +132,7 @@ def secret(name: str) -> str:
 
 def api(method: str, path: str, body: dict | None = None) -> tuple[int, str]:
     token = secret("api_token")
-    conn = http.client.HTTPConnection(BASE_HOST, BASE_PORT, timeout=10)
+    conn = connect()
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
     conn.request(method, path, body=json.dumps(body) if body is not None else None, headers=headers)
     resp = conn.getresponse()
@@ -131,7 +140,7 @@ def api(method: str, path: str, body: dict | None = None) -> tuple[int, str]:
 
 
 def live_build() -> str:
-    conn = http.client.HTTPConnection(BASE_HOST, BASE_PORT, timeout=10)
+    conn = connect()
     conn.request("GET", "/version")
     return json.loads(conn.getresponse().read())["build"]
 

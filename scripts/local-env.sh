@@ -13,7 +13,14 @@
 #   scripts/local-env.sh status  what is running.
 #   scripts/local-env.sh summary where the demo answers and how to use and remove it.
 #
-# Ports (loopback only): SSH web 2222, SSH db 2223, HTTP 8080, HTTPS 8443, AWS API 5050.
+#   The local ACME server: pebble (Let's Encrypt's test server) on the Docker network's gateway,
+#   port 14000, with HTTPS from the local CA (playbooks/local_ca.yml, .state/local/ca), and
+#   pebble-challtestsrv answering its DNS queries with the web container's address, so the web
+#   host gets a real certificate chain for https://localhost:8443/ over HTTP-01.
+#
+# Ports (loopback only): SSH web 2222, SSH db 2223, HTTP 8080, HTTPS 8443, AWS API 5050,
+# ACME management 15000, ACME DNS 8053 (and 8055, its management); ACME directory 14000 on the
+# Docker network's gateway.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,6 +30,9 @@ network=togglemaster-local
 moto_port=5050
 moto_pid="$state/moto.pid"
 key="$state/ssh/id_ed25519"
+acme="$state/acme"
+acme_port=14000
+acme_dns=127.0.0.1:8053
 login_user=admin
 venv_bin="$PWD/.venv/bin"
 
@@ -54,6 +64,70 @@ start_moto() {
         sleep 0.2
     done
     die "the emulated AWS API did not answer; see $state/moto.log"
+}
+
+# name of a daemon of the ACME stand-in: its pid file's process, while it is still that program
+acme_running() { [ -f "$acme/$1.pid" ] && grep -qa "$1" "/proc/$(cat "$acme/$1.pid")/cmdline" 2>/dev/null; }
+
+# The ACME server answers on its directory (with the local CA's certificate).
+acme_answers() { curl -fsS -o /dev/null --cacert "$state/ca/ca.crt" "https://$(cat "$acme/address"):$acme_port/dir" 2>/dev/null; }
+
+# pebble and its DNS, started once; the certificates pebble issues chain to a root it makes at
+# each start, which $acme/root.pem keeps for the clients (validate, curl --cacert).
+start_acme() {
+    local gateway web_address
+    gateway=$(docker network inspect -f '{{range .IPAM.Config}}{{.Gateway}}{{end}}' "$network")
+    web_address=$(docker inspect -f "{{(index .NetworkSettings.Networks \"$network\").IPAddress}}" tm-local-web)
+    [ -n "$gateway" ] && [ -n "$web_address" ] || die "no address for the ACME server (network $network gateway '$gateway', web '$web_address')"
+    command -v pebble >/dev/null && command -v pebble-challtestsrv >/dev/null || die "pebble missing: run 'make setup' first"
+    install -d -m 0700 "$acme"
+    echo "$gateway" >"$acme/address"
+    "$venv_bin/ansible-playbook" -i inventories/local playbooks/local_ca.yml >"$acme/local_ca.log" 2>&1 ||
+        die "the local CA could not be made; see $acme/local_ca.log"
+    if acme_running pebble-challtestsrv; then
+        say "ACME DNS already running (pid $(cat "$acme/pebble-challtestsrv.pid"))"
+    else
+        say "starting the ACME DNS on $acme_dns (every name: $web_address)"
+        nohup pebble-challtestsrv -defaultIPv4 "$web_address" -defaultIPv6 "" -dns01 "$acme_dns" \
+            -management 127.0.0.1:8055 -http01 "" -https01 "" -tlsalpn01 "" >"$acme/challtestsrv.log" 2>&1 &
+        echo $! >"$acme/pebble-challtestsrv.pid"
+    fi
+    if acme_running pebble; then
+        say "ACME server already running (pid $(cat "$acme/pebble.pid"))"
+        return
+    fi
+    cat >"$acme/pebble.json" <<JSON
+{"pebble": {"listenAddress": "$gateway:$acme_port", "managementListenAddress": "127.0.0.1:15000",
+  "certificate": "$PWD/$state/ca/acme-server.crt", "privateKey": "$PWD/$state/ca/acme-server.key",
+  "httpPort": 80, "tlsPort": 443, "ocspResponderURL": "", "externalAccountBindingRequired": false,
+  "certificateValidityPeriod": 7776000}}
+JSON
+    say "starting the ACME server on https://$gateway:$acme_port/dir"
+    # No random waits, no refused nonces, no reused authorizations: every order is validated.
+    PEBBLE_VA_NOSLEEP=1 PEBBLE_WFE_NONCEREJECT=0 PEBBLE_AUTHZREUSE=0 \
+        nohup pebble -config "$acme/pebble.json" -dnsserver "$acme_dns" >"$acme/pebble.log" 2>&1 &
+    echo $! >"$acme/pebble.pid"
+    for _ in $(seq 1 50); do
+        if acme_answers; then
+            curl -fsS --cacert "$state/ca/ca.crt" -o "$acme/root.pem" https://127.0.0.1:15000/roots/0 ||
+                die "the ACME server's root could not be read; see $acme/pebble.log"
+            return
+        fi
+        sleep 0.2
+    done
+    die "the ACME server did not answer; see $acme/pebble.log"
+}
+
+# name of a daemon of the ACME stand-in
+stop_acme_daemon() {
+    local pid
+    pid=$(cat "$acme/$1.pid")
+    if ! kill "$pid" 2>/dev/null && acme_running "$1"; then die "could not stop $1 (pid $pid)"; fi
+    for _ in $(seq 1 50); do
+        acme_running "$1" || { say "stopped $1 (pid $pid)"; return; }
+        sleep 0.2
+    done
+    die "$1 (pid $pid) did not stop within 10 s"
 }
 
 # name, then extra docker run arguments (published ports)
@@ -103,7 +177,8 @@ up() {
     start_host tm-local-db -p 127.0.0.1:2223:22
     wait_for_ssh 2222
     wait_for_ssh 2223
-    say "up: web ssh 127.0.0.1:2222, db ssh 127.0.0.1:2223, AWS API http://127.0.0.1:$moto_port"
+    start_acme
+    say "up: web ssh 127.0.0.1:2222, db ssh 127.0.0.1:2223, AWS API http://127.0.0.1:$moto_port, ACME https://$(cat "$acme/address"):$acme_port/dir"
 }
 
 container_exists() { docker container inspect "$1" >/dev/null 2>&1; }
@@ -135,6 +210,9 @@ down() {
     done
     if network_exists "$network"; then remove "network $network" docker network rm "$network"; fi
     if moto_running; then stop_moto; fi
+    for daemon in pebble pebble-challtestsrv; do
+        if acme_running "$daemon"; then stop_acme_daemon "$daemon"; fi
+    done
     if [ -e "$state" ]; then remove "$state" rm -rf "$state"; fi
     local left=()
     for name in tm-local-web tm-local-db; do
@@ -142,6 +220,9 @@ down() {
     done
     if network_exists "$network"; then left+=("network $network"); fi
     if moto_port_open; then left+=("a listener on 127.0.0.1:$moto_port"); fi
+    for daemon in pebble pebble-challtestsrv; do
+        if pgrep -f "^(/usr/bin/)?$daemon( |$)" >/dev/null; then left+=("a $daemon process"); fi
+    done
     if [ -e "$state" ]; then left+=("$state"); fi
     [ ${#left[@]} -eq 0 ] || die "down: still present: ${left[*]}"
     say "down: no container, network, emulator or local state is left"
@@ -149,6 +230,9 @@ down() {
 
 status() {
     moto_running && say "AWS API: running (pid $(cat "$moto_pid"))" || say "AWS API: stopped"
+    for daemon in pebble pebble-challtestsrv; do
+        acme_running "$daemon" && say "$daemon: running (pid $(cat "$acme/$daemon.pid"))" || say "$daemon: stopped"
+    done
     for name in tm-local-web tm-local-db; do
         say "$name: $(docker inspect -f '{{.State.Status}}' "$name" 2>/dev/null || echo absent)"
     done
@@ -158,13 +242,14 @@ summary() {
     cat <<SUMMARY
 
 ToggleMaster is running locally.
-  Service URL:   http://127.0.0.1:8080/   (HTTPS, self-signed: https://127.0.0.1:8443/)
-  Try it:        curl http://127.0.0.1:8080/flags
+  Service URL:   https://localhost:8443/   (certificate from the local ACME server; http://localhost:8080/ redirects)
+  Try it:        curl --cacert $acme/root.pem https://localhost:8443/flags
   API token:     in the emulated SSM Parameter Store (/togglemaster/local/secrets/api_token);
                  writes need 'Authorization: Bearer <token>':
                  TOKEN=\$(.venv/bin/python scripts/secret.py local api_token)
                  curl -X POST -H "Authorization: Bearer \$TOKEN" \\
-                      -H 'Content-Type: application/json' -d '{"name": "dark-mode"}' http://127.0.0.1:8080/flags
+                      -H 'Content-Type: application/json' -d '{"name": "dark-mode"}' \\
+                      --cacert $acme/root.pem https://localhost:8443/flags
   Status:        ansible-playbook -i inventories/local playbooks/status.yml
   SSH:           ssh -i $key -p 2222 $login_user@127.0.0.1   (then sudo; database host: -p 2223)
   Roll back:     ansible-playbook -i inventories/local playbooks/rollback.yml -e confirm_rollback=local

@@ -51,6 +51,7 @@ install_system_prerequisites() {
     command -v wrk >/dev/null || missing_pkgs+=(wrk)
     command -v ssh >/dev/null || missing_pkgs+=(openssh-client)
     command -v curl >/dev/null || missing_pkgs+=(curl)
+    command -v pebble >/dev/null || missing_pkgs+=(pebble)
     "$(pick_python)" -c 'import venv, ensurepip' 2>/dev/null || missing_pkgs+=(python3-venv)
     # Deduplicate
     if [ "${#missing_pkgs[@]}" -gt 0 ]; then

@@ -27,6 +27,7 @@ import re
 import secrets
 import shutil
 import socket
+import ssl
 import subprocess
 import time
 import urllib.error
@@ -41,9 +42,16 @@ from conftest import BIN, ROOT, ansible_env
 from emulated_aws import KINDS, clients, tagged_resources
 
 RECAP = re.compile(r"^(\S+)\s+:\s+ok=\d+\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
-# Where the local environment publishes nginx: the validate role's address, from the inventory.
-BASE = yaml.safe_load((ROOT / "inventories/local/group_vars/local/main.yml").read_text())["validate_base_url"]
+# Where the local environment publishes nginx: the validate role's addresses, from the inventory.
+LOCAL_VARS = yaml.safe_load((ROOT / "inventories/local/group_vars/local/main.yml").read_text())
+BASE = LOCAL_VARS["validate_base_url"]
+PLAIN_BASE = LOCAL_VARS["validate_redirect_url"].rstrip("/")
+DOMAIN = LOCAL_VARS["tls_domain"]
 STATE = ROOT / ".state/local"
+# The local ACME server's root (scripts/local-env.sh up keeps it) and its DNS's management API.
+ACME_ROOT = STATE / "acme/root.pem"
+ACME_DNS_API = "http://127.0.0.1:8055"
+ACME_DAEMONS = ("pebble", "pebble-challtestsrv")
 KEY = STATE / "ssh/id_ed25519"
 SSH_PORTS = {"tm-local-web": 2222, "tm-local-db": 2223}
 CONTAINERS = tuple(SSH_PORTS)
@@ -106,8 +114,21 @@ def as_admin(host: str, command: str) -> str:
     return proc.stdout
 
 
+def verified() -> ssl.SSLContext:
+    """Verifies the chain to the local ACME server's root and the name, like any HTTPS client."""
+    return ssl.create_default_context(cafile=str(ACME_ROOT))
+
+
+def served_certificate() -> dict:
+    """The certificate nginx serves on the HTTPS port, as a verifying client sees it."""
+    host, port = BASE.removeprefix("https://").rstrip("/").split(":")
+    with socket.create_connection(("127.0.0.1", int(port)), timeout=10) as raw, \
+            verified().wrap_socket(raw, server_hostname=host) as tls:
+        return tls.getpeercert()
+
+
 def get_json(path: str) -> tuple[int, object]:
-    with urllib.request.urlopen(BASE + path, timeout=10) as resp:
+    with urllib.request.urlopen(BASE + path, timeout=10, context=verified()) as resp:
         return resp.status, json.loads(resp.read())
 
 
@@ -117,7 +138,7 @@ def send(method: str, path: str, headers: dict[str, str], body: dict | None = No
     req = urllib.request.Request(BASE + path, data=data, method=method,
                                  headers={**headers, **({"Content-Type": "application/json"} if data else {})})
     try:
-        with urllib.request.urlopen(req, timeout=10) as resp:
+        with urllib.request.urlopen(req, timeout=10, context=verified()) as resp:
             return resp.status
     except urllib.error.HTTPError as err:
         return err.code
@@ -155,9 +176,17 @@ def port_open(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-def what_exists(moto_pid: int) -> dict[str, bool]:
+def is_running(pid: int, program: str) -> bool:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].endswith(program.encode())
+    except OSError:
+        return False
+
+
+def what_exists(moto_pid: int, acme_pids: dict[str, int]) -> dict[str, bool]:
     return {
         **{f"container {name}": container_exists(name) for name in CONTAINERS},
+        **{f"{daemon} pid {pid}": is_running(pid, daemon) for daemon, pid in acme_pids.items()},
         f"network {NETWORK}": network_exists(NETWORK),
         f"emulator pid {moto_pid}": is_moto(moto_pid),
         f"listener on 127.0.0.1:{MOTO_PORT}": port_open(MOTO_PORT),
@@ -280,6 +309,55 @@ def probe(scenario, first_run, stored_secrets) -> Probe:
     return Probe(request_id, markers, statuses)
 
 
+def acme_dns(path: str, body: dict) -> None:
+    """Changes what the ACME server's DNS answers (pebble-challtestsrv's management API)."""
+    req = urllib.request.Request(ACME_DNS_API + path, data=json.dumps(body).encode(), method="POST")
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        assert resp.status == 200, resp.status
+
+
+def web_certificate_files() -> str:
+    """The checksums of the certificate and key nginx serves, and the challenge answers left, on the web host."""
+    return as_admin("tm-local-web", "sudo -n sh -c 'sha256sum /etc/nginx/tls/togglemaster.crt "
+                                    "/etc/nginx/tls/togglemaster.key; ls -A /var/lib/acme-challenge/.well-known/acme-challenge'")
+
+
+@dataclass(frozen=True)
+class Acme:
+    issued: dict  # the certificate the first run got
+    renewed: subprocess.CompletedProcess  # the ACME phase again, with the certificate due
+    renewed_certificate: dict
+    after_renewal: subprocess.CompletedProcess  # the ACME phase again, not due
+    files_before_failure: str
+    unreachable: subprocess.CompletedProcess  # an order whose challenge the server cannot reach
+    files_after_failure: str
+    certificate_after_failure: dict
+
+
+@pytest.fixture(scope="module")
+def acme(scenario, second_run, check_runs, validate_run) -> Acme:
+    """The web host's certificate renewed when forced due, then an order whose challenge cannot be reached."""
+    scenario.require_live()
+    issued = served_certificate()
+    phase = ("deploy.yml", "--tags", "acme_certificate")
+    # Pebble's certificates last 90 days: due when fewer than 100 are left.
+    renewed = scenario.playbook("deploy.yml acme (due)", *phase, "-e", "acme_certificate_remaining_days=100")
+    renewed_certificate = served_certificate()
+    after_renewal = scenario.playbook("deploy.yml acme (not due)", *phase)
+    files_before = web_certificate_files()
+    # The ACME server's DNS now sends its check to the database host, where nothing answers on port 80.
+    db_address = subprocess.run(["docker", "inspect", "-f", f"{{{{(index .NetworkSettings.Networks \"{NETWORK}\").IPAddress}}}}",
+                                 "tm-local-db"], capture_output=True, text=True, check=True).stdout.strip()
+    acme_dns("/add-a", {"host": DOMAIN, "addresses": [db_address]})
+    try:
+        unreachable = scenario.playbook("deploy.yml acme (unreachable)", *phase, "-e", "acme_certificate_remaining_days=100",
+                                        check=False)
+    finally:
+        acme_dns("/clear-a", {"host": DOMAIN})
+    return Acme(issued, renewed, renewed_certificate, after_renewal, files_before, unreachable,
+                web_certificate_files(), served_certificate())
+
+
 @dataclass(frozen=True)
 class Teammate:
     lock_seen: dict  # the lock this checkout's deploy held while the teammate's deploy was refused
@@ -319,7 +397,8 @@ def fresh_checkout(into: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def teammate(scenario, ssm, stored_secrets, second_run, check_runs, validate_run, probe, tmp_path_factory) -> Teammate:
+def teammate(scenario, ssm, stored_secrets, second_run, check_runs, validate_run, probe, acme,
+             tmp_path_factory) -> Teammate:
     """A second checkout deploys the running demo: refused while this checkout's deploy holds the lock,
     then with nothing to change on the hosts; then status.yml."""
     scenario.require_live()
@@ -341,7 +420,9 @@ def teammate(scenario, ssm, stored_secrets, second_run, check_runs, validate_run
         assert started.poll() is None and time.monotonic() < deadline, "the deploy never took the lock"
         time.sleep(0.5)
     lock_seen = json.loads(parameters(ssm)[f"{SSM_PATH}/lock"])
-    teammate_args = ("-e", f"@{admins}", "-e", f"ansible_ssh_private_key_file={key}")
+    # The teammate's laptop trusts the same local CA and ACME server (what AWS and Let's Encrypt are to a team).
+    teammate_args = ("-e", f"@{admins}", "-e", f"ansible_ssh_private_key_file={key}",
+                     "-e", f"local_stand_ins_dir={STATE}")
     refused = scenario.playbook("teammate deploy.yml refused", "deploy.yml", *teammate_args, check=False,
                                 checkout=checkout)
     holder_still_running = started.poll() is None
@@ -421,7 +502,8 @@ class TornDown:
 def torn_down(scenario, evidence, tmp_path_factory) -> TornDown:
     """`local-env.sh down` once with a docker that cannot remove containers, then twice for real."""
     moto_pid = int((STATE / "moto.pid").read_text())
-    existed = what_exists(moto_pid)
+    acme_pids = {daemon: int((STATE / f"acme/{daemon}.pid").read_text()) for daemon in ACME_DAEMONS}
+    existed = what_exists(moto_pid, acme_pids)
     shim = tmp_path_factory.mktemp("docker-shim")
     (shim / "docker").write_text(
         "#!/bin/sh\n"
@@ -430,10 +512,10 @@ def torn_down(scenario, evidence, tmp_path_factory) -> TornDown:
     (shim / "docker").chmod(0o755)
     env = ansible_env()
     failed = sh("bash", "scripts/local-env.sh", "down", check=False, env={**env, "PATH": f"{shim}:{env['PATH']}"})
-    existed_after_failure = what_exists(moto_pid)
+    existed_after_failure = what_exists(moto_pid, acme_pids)
     scenario.stage = "down"
     runs = tuple(sh("bash", "scripts/local-env.sh", "down", check=False) for _ in range(2))
-    return TornDown(moto_pid, existed, failed, existed_after_failure, runs, what_exists(moto_pid))
+    return TornDown(moto_pid, existed, failed, existed_after_failure, runs, what_exists(moto_pid, acme_pids))
 
 
 # --- converged ---------------------------------------------------------------------------
@@ -470,6 +552,55 @@ def test_check_mode_on_the_converged_environment_reports_no_change(check_runs):
 def test_validate_playbook_passes_on_the_live_service(validate_run):
     counts = recap(validate_run.stdout)
     assert counts and all(failed == 0 for _, _, failed in counts.values()), counts
+
+
+def test_https_serves_a_certificate_from_the_acme_server_that_verifies(live):
+    certificate = served_certificate()
+    assert ("DNS", DOMAIN) in certificate["subjectAltName"]
+    issuer = dict(pair[0] for pair in certificate["issuer"])
+    assert issuer["commonName"].startswith("Pebble Intermediate CA"), issuer
+    # The system's trust store does not know the local ACME server: the chain above is what verified it.
+    with pytest.raises(urllib.error.URLError, match="CERTIFICATE_VERIFY_FAILED"):
+        urllib.request.urlopen(BASE + "/health", timeout=10, context=ssl.create_default_context())
+
+
+def test_plain_http_redirects_to_https_except_the_acme_challenge(live):
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args, **kwargs):
+            return None
+    opener = urllib.request.build_opener(NoRedirect)
+    with pytest.raises(urllib.error.HTTPError) as answer:
+        opener.open(PLAIN_BASE + "/flags?x=1", timeout=10)
+    assert answer.value.code == 301
+    assert answer.value.headers["Location"] == BASE + "/flags?x=1"
+    with pytest.raises(urllib.error.HTTPError) as answer:
+        opener.open(PLAIN_BASE + "/.well-known/acme-challenge/no-such-token", timeout=10)
+    assert answer.value.code == 404, "the challenge path is served over plain HTTP, not redirected"
+
+
+def test_validate_checks_the_redirect_and_writes_over_verified_https(validate_run):
+    out = validate_run.stdout
+    assert f"step redirect: plain HTTP answered 301 to {BASE}/health" in out
+    assert "step create: POST /flags answered 201" in out
+    assert "write steps were skipped" not in out
+
+
+def test_a_due_certificate_is_renewed_and_a_current_one_is_not(acme):
+    assert recap(acme.renewed.stdout)["tm-local-web"][0] > 0
+    assert acme.renewed_certificate["serialNumber"] != acme.issued["serialNumber"]
+    assert acme.renewed_certificate["notAfter"] != acme.issued["notAfter"] or \
+        acme.renewed_certificate["notBefore"] != acme.issued["notBefore"]
+    assert recap(acme.after_renewal.stdout)["tm-local-web"] == (0, 0, 0), "no new order when not due"
+
+
+def test_an_unreachable_challenge_fails_clearly_and_changes_nothing_on_the_host(acme):
+    out = acme.unreachable.stdout
+    assert acme.unreachable.returncode != 0
+    assert recap(out)["tm-local-web"][2] == 1, "the web host's run failed"
+    assert "No certificate for localhost from https://" in out
+    assert "The served certificate is unchanged" in out and "port 80" in out
+    assert acme.files_after_failure == acme.files_before_failure, "certificate, key or challenge answers changed"
+    assert acme.certificate_after_failure["serialNumber"] == acme.renewed_certificate["serialNumber"]
 
 
 def test_the_probe_requests_were_answered(probe):
@@ -559,6 +690,8 @@ def test_status_shows_the_live_release_the_lock_and_the_last_runs(teammate):
     assert "Web host   tm-local-web: live " in out and "ready, running " in out
     live = re.search(r"Web host   tm-local-web: live (\S+), ready, running (\S+)", out)
     assert live and live[1] == live[2].strip('",'), out
+    certificate = re.search(r"certificate localhost, issued by Pebble Intermediate CA \S+, (\d+) days left", out)
+    assert certificate and 80 <= int(certificate[1]) <= 90, out
     assert "Lock       free" in out
     assert re.search(r"Last runs\s+\S+ deploy \S+ by \S+: succeeded", out), out
     assert "Database   togglemaster-local-db postgres 16.11" in out
@@ -634,6 +767,7 @@ def test_the_secrets_and_logs_searched_are_not_empty(evidence, probe):
         "a generated secret is not as group_vars makes it"
     assert set(evidence.outputs) == {
         "site.yml", "site.yml again", "site.yml --check --diff", "validate.yml --check --diff", "validate.yml",
+        "deploy.yml acme (due)", "deploy.yml acme (not due)", "deploy.yml acme (unreachable)",
         "deploy.yml holding the lock", "teammate deploy.yml refused", "teammate deploy.yml", "teammate status.yml",
         "destroy.yml unconfirmed", "destroy.yml --check --diff", "destroy.yml"}
     assert all(evidence.outputs.values())
