@@ -77,7 +77,7 @@ install_system_prerequisites() {
                 echo "setup: missing on this machine: ${missing_pkgs[*]}"
                 echo "  On Debian/Ubuntu run this script as root and it installs them (apt-get install ${missing_pkgs[*]})."
                 echo "  Elsewhere install the equivalents: a Docker engine (https://docs.docker.com/engine/install/),"
-                echo "  debootstrap, PostgreSQL 15+ server binaries (initdb, pg_ctl), wrk, an OpenSSH client, Python 3.11 with venv."
+                echo "  debootstrap, PostgreSQL 15+ server binaries (initdb, pg_ctl), wrk, pebble, an OpenSSH client, Python 3.11 with venv."
             } >&2
             exit 1
         fi
