@@ -43,9 +43,22 @@ systemd_flags=(--cap-add SYS_ADMIN --security-opt seccomp=unconfined --security-
                --cgroupns=host -v /sys/fs/cgroup:/sys/fs/cgroup:rw
                --tmpfs /run --tmpfs /run/lock --tmpfs /tmp)
 
-# The pid file's process, while it is still the emulator (an exited process's pid can be reused,
-# and an exited process no one has reaped yet has no command line).
-moto_running() { [ -f "$moto_pid" ] && grep -qa moto_server "/proc/$(cat "$moto_pid")/cmdline" 2>/dev/null; }
+# pid file, program: the pid file's process, while it is still that program (an exited process's
+# pid can be reused, and an exited process no one has reaped yet has no command line).
+running() { [ -f "$1" ] && grep -qa "$2" "/proc/$(cat "$1")/cmdline" 2>/dev/null; }
+moto_running() { running "$moto_pid" moto_server; }
+
+# pid file, program, what it is (for the messages): stops it and waits until it is gone.
+stop_daemon() {
+    local pid
+    pid=$(cat "$1")
+    if ! kill "$pid" 2>/dev/null && running "$1" "$2"; then die "could not stop $3 (pid $pid)"; fi
+    for _ in $(seq 1 50); do
+        running "$1" "$2" || { say "stopped $3 (pid $pid)"; return; }
+        sleep 0.2
+    done
+    die "$3 (pid $pid) did not stop within 10 s"
+}
 
 # Anything at all accepting connections on the emulator's port.
 moto_port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$moto_port") 2>/dev/null; }
@@ -66,8 +79,8 @@ start_moto() {
     die "the emulated AWS API did not answer; see $state/moto.log"
 }
 
-# name of a daemon of the ACME stand-in: its pid file's process, while it is still that program
-acme_running() { [ -f "$acme/$1.pid" ] && grep -qa "$1" "/proc/$(cat "$acme/$1.pid")/cmdline" 2>/dev/null; }
+# name of a daemon of the ACME stand-in (its program and pid file)
+acme_running() { running "$acme/$1.pid" "$1"; }
 
 # The ACME server answers on its directory (with the local CA's certificate).
 acme_answers() { curl -fsS -o /dev/null --cacert "$state/ca/ca.crt" "https://$(cat "$acme/address"):$acme_port/dir" 2>/dev/null; }
@@ -116,18 +129,6 @@ JSON
         sleep 0.2
     done
     die "the ACME server did not answer; see $acme/pebble.log"
-}
-
-# name of a daemon of the ACME stand-in
-stop_acme_daemon() {
-    local pid
-    pid=$(cat "$acme/$1.pid")
-    if ! kill "$pid" 2>/dev/null && acme_running "$1"; then die "could not stop $1 (pid $pid)"; fi
-    for _ in $(seq 1 50); do
-        acme_running "$1" || { say "stopped $1 (pid $pid)"; return; }
-        sleep 0.2
-    done
-    die "$1 (pid $pid) did not stop within 10 s"
 }
 
 # name, then extra docker run arguments (published ports)
@@ -191,17 +192,6 @@ remove() {
     say "removed $what"
 }
 
-stop_moto() {
-    local pid
-    pid=$(cat "$moto_pid")
-    if ! kill "$pid" 2>/dev/null && moto_running; then die "could not stop the emulated AWS API (pid $pid)"; fi
-    for _ in $(seq 1 50); do
-        moto_running || { say "stopped the emulated AWS API (pid $pid)"; return; }
-        sleep 0.2
-    done
-    die "the emulated AWS API (pid $pid) did not stop within 10 s"
-}
-
 # Removes only what exists, so it is safe to repeat; then checks that nothing is left.
 down() {
     docker info >/dev/null 2>&1 || die "no Docker engine answers, so the containers cannot be removed: run 'make setup' first"
@@ -209,9 +199,9 @@ down() {
         if container_exists "$name"; then remove "$name" docker rm -f "$name"; fi
     done
     if network_exists "$network"; then remove "network $network" docker network rm "$network"; fi
-    if moto_running; then stop_moto; fi
+    if moto_running; then stop_daemon "$moto_pid" moto_server "the emulated AWS API"; fi
     for daemon in pebble pebble-challtestsrv; do
-        if acme_running "$daemon"; then stop_acme_daemon "$daemon"; fi
+        if acme_running "$daemon"; then stop_daemon "$acme/$daemon.pid" "$daemon" "$daemon"; fi
     done
     if [ -e "$state" ]; then remove "$state" rm -rf "$state"; fi
     local left=()
