@@ -93,6 +93,25 @@ def on_host(container: str, command: str) -> str:
     return proc.stdout
 
 
+# The service's env-file on the web host: NAME=<JSON string> lines, as flag_service writes it.
+ENV_FILE = "/etc/togglemaster/togglemaster.env"
+# The start of a script run with python3 on the web host: the env-file read into `env`.
+READ_ENV_FILE = f"""
+import json
+env = {{}}
+for line in open("{ENV_FILE}", encoding="utf-8"):
+    if "=" in line and not line.startswith("#"):
+        name, value = line.rstrip("\\n").split("=", 1)
+        env[name] = json.loads(value)
+"""
+
+
+def env_file() -> dict[str, str]:
+    """The service's env-file on the web host, read from the control node."""
+    lines = on_host(WEB, f"cat {ENV_FILE}").splitlines()
+    return {k: json.loads(v) for k, v in (line.split("=", 1) for line in lines if "=" in line and not line.startswith("#"))}
+
+
 def live_build() -> str:
     with urllib.request.urlopen(f"{BASE_URL}/health", timeout=10) as resp:
         return json.load(resp)["build"]

@@ -15,23 +15,17 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import DB, REPO, WEB, on_host
+from conftest import DB, READ_ENV_FILE, REPO, WEB, env_file, on_host
 
 SHARED = yaml.safe_load((REPO / "playbooks/group_vars/all/database.yml").read_text())
 SCENARIO_VARS = yaml.safe_load((REPO / "molecule/deploy/inventory/group_vars/molecule.yml").read_text())
 # The scenario's CA (prepare.yml, role local_ca), in its state directory.
 CA_CERT = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "state" / "ca" / "ca.crt"
-ENV_FILE = "/etc/togglemaster/togglemaster.env"
 
 # `togglemaster check` of the live release as the service user, with the env-file's variables and the
 # overrides in argv[1] (JSON), the way systemd's EnvironmentFile gives them; no secret on a command line.
-CHECK = r"""
-import json, os, pwd, sys
-env = {}
-for line in open("/etc/togglemaster/togglemaster.env", encoding="utf-8"):
-    if "=" in line and not line.startswith("#"):
-        name, value = line.rstrip("\n").split("=", 1)
-        env[name] = json.loads(value)
+CHECK = READ_ENV_FILE + r"""
+import os, pwd, sys
 env.update(json.loads(sys.argv[1]))
 user = pwd.getpwnam("togglemaster")
 os.setgroups([])
@@ -45,11 +39,6 @@ os.execve("/opt/togglemaster/current/venv/bin/togglemaster", ["togglemaster", "c
 def check(**overrides: str) -> subprocess.CompletedProcess:
     return subprocess.run(["docker", "exec", WEB, "python3", "-c", CHECK, json.dumps(overrides)],
                           capture_output=True, text=True, timeout=60)
-
-
-def env_file() -> dict[str, str]:
-    lines = on_host(WEB, f"cat {ENV_FILE}").splitlines()
-    return {k: json.loads(v) for k, v in (line.split("=", 1) for line in lines if "=" in line and not line.startswith("#"))}
 
 
 @pytest.fixture(scope="module")

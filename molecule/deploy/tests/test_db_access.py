@@ -13,7 +13,7 @@ import subprocess
 
 import pytest
 
-from conftest import DB, WEB, on_host, playbook, recap
+from conftest import DB, READ_ENV_FILE, WEB, on_host, playbook, recap
 
 APP = "togglemaster_app"
 MASTER = "togglemaster"
@@ -28,14 +28,9 @@ HBA = "/etc/postgresql/15/main/pg_hba.conf"
 # One statement as the service's role, with the env-file's connection settings, in a transaction
 # that is always rolled back: a statement that should be refused changes nothing even if it is
 # not. Prints {"rows": [...]} or {"code": SQLSTATE, "error": primary message}; never the password.
-AS_SERVICE = r"""
-import json, sys
+AS_SERVICE = READ_ENV_FILE + r"""
+import sys
 import psycopg2
-env = {}
-for line in open("/etc/togglemaster/togglemaster.env", encoding="utf-8"):
-    if "=" in line and not line.startswith("#"):
-        name, value = line.rstrip("\n").split("=", 1)
-        env[name] = json.loads(value)
 conn = psycopg2.connect(host=env["DB_HOST"], port=env["DB_PORT"], dbname=env["DB_NAME"], user=env["DB_USER"],
                         password=env["DB_PASSWORD"], sslmode=env["DB_SSLMODE"], sslrootcert=env.get("PGSSLROOTCERT"),
                         application_name="test_db_access")

@@ -9,10 +9,9 @@ import threading
 import urllib.error
 import urllib.request
 
-from conftest import BASE_URL, WEB, on_host, playbook, recap, secrets, ssm
+from conftest import BASE_URL, WEB, env_file, playbook, recap, secrets, ssm
 from test_lifecycle import Load
 
-ENV_FILE = "/etc/togglemaster/togglemaster.env"
 PROBE = "rotation-probe"
 
 
@@ -58,11 +57,6 @@ class Writer:
         self.thread.join(timeout=40)
         print(f"  writer with the old token: {self.ok} writes answered 200, {len(self.failures)} failed "
               f"{self.failures[:5]}")
-
-
-def env_file() -> dict[str, str]:
-    lines = on_host(WEB, f"cat {ENV_FILE}").splitlines()
-    return {k: json.loads(v) for k, v in (line.split("=", 1) for line in lines if "=" in line and not line.startswith("#"))}
 
 
 def app_login(password: str) -> bool:
