@@ -4,6 +4,10 @@ SHELL := /bin/bash
 VENV := $(CURDIR)/.venv
 export PATH := $(VENV)/bin:$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+# The local demo's topology: single (one web host) or ha (make demo TOPOLOGY=ha: HAProxy in
+# front of two web hosts, inventories/local-ha added to the local inventory).
+export TOPOLOGY ?= single
+LOCAL_INVENTORY := -i inventories/local $(if $(filter ha,$(TOPOLOGY)),-i inventories/local-ha)
 
 .DEFAULT_GOAL := help
 .PHONY: help setup setup-control image lint test test-repo test-service test-molecule test-demo \
@@ -51,10 +55,10 @@ test-deploy: image ## Deploy, rollout, rollback and validation on systemd contai
 test-demo: image ## End to end on the local environment: site.yml, no-op re-run, --check --diff, validate, destroy
 	pytest tests/e2e
 
-demo: setup ## Run the whole pipeline locally: provision (emulated AWS), configure, deploy, validate
+demo: setup ## Run the whole pipeline locally (TOPOLOGY=ha: behind a load balancer): provision, configure, deploy, validate
 	bash scripts/local-env.sh up
-	ansible-playbook -i inventories/local playbooks/site.yml
-	ansible-playbook -i inventories/local playbooks/status.yml
+	ansible-playbook $(LOCAL_INVENTORY) playbooks/site.yml
+	ansible-playbook $(LOCAL_INVENTORY) playbooks/status.yml
 	@bash scripts/local-env.sh summary
 
 demo-down: ## Tear the local demo down: containers, emulator, local state (safe to repeat)

@@ -6,6 +6,9 @@
 #                                EC2 web host and the RDS database host, reached over SSH on
 #                                loopback with a generated key as the user admin (sudo, no
 #                                password), as EC2 would be; root cannot log in.
+#                                TOPOLOGY=ha (inventories/local-ha): a second web host and a
+#                                load-balancer host (HAProxy, for the ALB), which publishes the
+#                                HTTP and HTTPS ports instead of the web host.
 #   scripts/local-env.sh down    removes the containers, the network, the emulator and the
 #                                local state (.state/local), whichever exist, then checks that
 #                                none is left; a removal that fails stops it with one line
@@ -18,7 +21,7 @@
 #   pebble-challtestsrv answering its DNS queries with the web container's address, so the web
 #   host gets a real certificate chain for https://localhost:8443/ over HTTP-01.
 #
-# Ports (loopback only): SSH web 2222, SSH db 2223, HTTP 8080, HTTPS 8443, AWS API 5050,
+# Ports (loopback only): SSH web 2222, SSH db 2223 (ha: SSH web-k 2222+k, SSH lb 2230), HTTP 8080, HTTPS 8443, AWS API 5050,
 # ACME management 15000, ACME DNS 8053 (and 8055, its management); ACME directory 14000 on the
 # Docker network's gateway.
 set -euo pipefail
@@ -34,10 +37,23 @@ acme="$state/acme"
 acme_port=14000
 acme_dns=127.0.0.1:8053
 login_user=admin
+topology="${TOPOLOGY:-single}"
+# ha: web hosts tm-local-web, tm-local-web-2 ... tm-local-web-N (SSH on 2222, then 2222+k); the
+# inventory lists them (inventories/local-ha has two; a third is an extra inventory's, as the
+# deploy benchmark's).
+web_count="${WEB_COUNT:-2}"
+label=togglemaster.environment=local
 venv_bin="$PWD/.venv/bin"
 
 say() { printf 'local-env: %s\n' "$*"; }
 die() { printf 'local-env: %s\n' "$*" >&2; exit 1; }
+
+# The one publishing HTTP and HTTPS: where the ACME server's check must arrive.
+case "$topology" in
+    single) front=tm-local-web ;;
+    ha) front=tm-local-lb ;;
+    *) die "TOPOLOGY must be single or ha, not '$topology'" ;;
+esac
 
 systemd_flags=(--cap-add SYS_ADMIN --security-opt seccomp=unconfined --security-opt apparmor=unconfined
                --cgroupns=host -v /sys/fs/cgroup:/sys/fs/cgroup:rw
@@ -90,8 +106,8 @@ acme_answers() { curl -fsS -o /dev/null --cacert "$state/ca/ca.crt" "https://$(c
 start_acme() {
     local gateway web_address
     gateway=$(docker network inspect -f '{{range .IPAM.Config}}{{.Gateway}}{{end}}' "$network")
-    web_address=$(docker inspect -f "{{(index .NetworkSettings.Networks \"$network\").IPAddress}}" tm-local-web)
-    [ -n "$gateway" ] && [ -n "$web_address" ] || die "no address for the ACME server (network $network gateway '$gateway', web '$web_address')"
+    web_address=$(docker inspect -f "{{(index .NetworkSettings.Networks \"$network\").IPAddress}}" "$front")
+    [ -n "$gateway" ] && [ -n "$web_address" ] || die "no address for the ACME server (network $network gateway '$gateway', $front '$web_address')"
     command -v pebble >/dev/null && command -v pebble-challtestsrv >/dev/null || die "pebble missing: run 'make setup' first"
     install -d -m 0700 "$acme"
     echo "$gateway" >"$acme/address"
@@ -147,7 +163,7 @@ start_host() {
     else
         say "creating $name"
         docker run -d --name "$name" --hostname "$name" --network "$network" \
-            --label togglemaster.environment=local "${systemd_flags[@]}" "$@" \
+            --label "$label" "${systemd_flags[@]}" "$@" \
             "$image" /lib/systemd/systemd >/dev/null
     fi
     # The login user trusts the generated key, as EC2 does with the key pair's public key.
@@ -172,9 +188,25 @@ up() {
     bash scripts/build-image.sh
     install -d -m 0700 "$state" "$state/ssh"
     [ -f "$key" ] || ssh-keygen -q -t ed25519 -N '' -C "togglemaster-local" -f "$key"
+    # The published HTTP ports belong to one container; the other topology's must go first.
+    local other=tm-local-lb
+    [ "$topology" = ha ] && other=tm-local-web
+    if [ -n "$(docker port "$other" 80 2>/dev/null)" ]; then
+        die "the demo runs in the other topology ($other serves HTTP): 'make demo-down' first, then up again"
+    fi
     start_moto
     docker network inspect "$network" >/dev/null 2>&1 || docker network create "$network" >/dev/null
-    start_host tm-local-web -p 127.0.0.1:2222:22 -p 127.0.0.1:8080:80 -p 127.0.0.1:8443:443
+    local http=(-p 127.0.0.1:8080:80 -p 127.0.0.1:8443:443)
+    if [ "$topology" = single ]; then
+        start_host tm-local-web -p 127.0.0.1:2222:22 "${http[@]}"
+    else
+        [[ "$web_count" =~ ^[1-7]$ ]] || die "WEB_COUNT must be 1 to 7, not '$web_count'"
+        start_host tm-local-web -p 127.0.0.1:2222:22
+        for k in $(seq 2 "$web_count"); do start_host "tm-local-web-$k" -p "127.0.0.1:$((2222 + k)):22"; done
+        start_host tm-local-lb -p 127.0.0.1:2230:22 "${http[@]}"
+        for k in $(seq 2 "$web_count"); do wait_for_ssh $((2222 + k)); done
+        wait_for_ssh 2230
+    fi
     start_host tm-local-db -p 127.0.0.1:2223:22
     wait_for_ssh 2222
     wait_for_ssh 2223
@@ -182,7 +214,6 @@ up() {
     say "up: web ssh 127.0.0.1:2222, db ssh 127.0.0.1:2223, AWS API http://127.0.0.1:$moto_port, ACME https://$(cat "$acme/address"):$acme_port/dir"
 }
 
-container_exists() { docker container inspect "$1" >/dev/null 2>&1; }
 network_exists() { docker network inspect "$1" >/dev/null 2>&1; }
 
 # what, then the command that removes it; a removal that fails stops here in one line.
@@ -192,11 +223,14 @@ remove() {
     say "removed $what"
 }
 
+# Every container of the local environment, by its label, whichever topology made it.
+containers() { docker ps -a --filter "label=$label" --format '{{.Names}}' | sort; }
+
 # Removes only what exists, so it is safe to repeat; then checks that nothing is left.
 down() {
     docker info >/dev/null 2>&1 || die "no Docker engine answers, so the containers cannot be removed: run 'make setup' first"
-    for name in tm-local-web tm-local-db; do
-        if container_exists "$name"; then remove "$name" docker rm -f "$name"; fi
+    for name in $(containers); do
+        remove "$name" docker rm -f "$name"
     done
     if network_exists "$network"; then remove "network $network" docker network rm "$network"; fi
     if moto_running; then stop_daemon "$moto_pid" moto_server "the emulated AWS API"; fi
@@ -205,8 +239,8 @@ down() {
     done
     if [ -e "$state" ]; then remove "$state" rm -rf "$state"; fi
     local left=()
-    for name in tm-local-web tm-local-db; do
-        if container_exists "$name"; then left+=("container $name"); fi
+    for name in $(containers); do
+        left+=("container $name")
     done
     if network_exists "$network"; then left+=("network $network"); fi
     if moto_port_open; then left+=("a listener on 127.0.0.1:$moto_port"); fi
@@ -223,12 +257,14 @@ status() {
     for daemon in pebble pebble-challtestsrv; do
         acme_running "$daemon" && say "$daemon: running (pid $(cat "$acme/$daemon.pid"))" || say "$daemon: stopped"
     done
-    for name in tm-local-web tm-local-db; do
+    for name in $(containers); do
         say "$name: $(docker inspect -f '{{.State.Status}}' "$name" 2>/dev/null || echo absent)"
     done
 }
 
 summary() {
+    local inventory="-i inventories/local"
+    [ "$topology" = ha ] && inventory+=" -i inventories/local-ha"
     cat <<SUMMARY
 
 ToggleMaster is running locally.
@@ -240,9 +276,9 @@ ToggleMaster is running locally.
                  curl -X POST -H "Authorization: Bearer \$TOKEN" \\
                       -H 'Content-Type: application/json' -d '{"name": "dark-mode"}' \\
                       --cacert $acme/root.pem https://localhost:8443/flags
-  Status:        ansible-playbook -i inventories/local playbooks/status.yml
+  Status:        ansible-playbook $inventory playbooks/status.yml
   SSH:           ssh -i $key -p 2222 $login_user@127.0.0.1   (then sudo; database host: -p 2223)
-  Roll back:     ansible-playbook -i inventories/local playbooks/rollback.yml -e confirm_rollback=local
+  Roll back:     ansible-playbook $inventory playbooks/rollback.yml -e confirm_rollback=local
   Tear down:     make demo-down
 SUMMARY
 }

@@ -40,19 +40,10 @@ import yaml
 
 from conftest import BIN, ROOT, ansible_env
 from emulated_aws import KINDS, clients, tagged_resources
+from local_demo import BASE, DOMAIN, KEY, PLAIN_BASE, STATE, Scenario, get_json, recap, send, served_certificate, sh
 
-RECAP = re.compile(r"^(\S+)\s+:\s+ok=\d+\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
-# Where the local environment publishes nginx: the validate role's addresses, from the inventory.
-LOCAL_VARS = yaml.safe_load((ROOT / "inventories/local/group_vars/local/main.yml").read_text())
-BASE = LOCAL_VARS["validate_base_url"]
-PLAIN_BASE = LOCAL_VARS["validate_redirect_url"].rstrip("/")
-DOMAIN = LOCAL_VARS["tls_domain"]
-STATE = ROOT / ".state/local"
-# The local ACME server's root (scripts/local-env.sh up keeps it) and its DNS's management API.
-ACME_ROOT = STATE / "acme/root.pem"
 ACME_DNS_API = "http://127.0.0.1:8055"
 ACME_DAEMONS = ("pebble", "pebble-challtestsrv")
-KEY = STATE / "ssh/id_ed25519"
 SSH_PORTS = {"tm-local-web": 2222, "tm-local-db": 2223}
 CONTAINERS = tuple(SSH_PORTS)
 NETWORK = "togglemaster-local"
@@ -60,42 +51,6 @@ MOTO_PORT = 5050
 DESTROY = ("destroy.yml", "-e", "confirm_destroy=local", "-e", "aws_rds_skip_final_snapshot=true")
 # Where the local environment keeps its state in the emulated SSM Parameter Store (ssm_path).
 SSM_PATH = "/togglemaster/local"
-
-
-def sh(*cmd: str, check: bool = True, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    proc = subprocess.run(cmd, cwd=ROOT, env=env or ansible_env(), capture_output=True, text=True)
-    if check and proc.returncode != 0:
-        pytest.fail(f"{' '.join(cmd)} exited {proc.returncode}:\n{proc.stdout[-4000:]}\n{proc.stderr[-2000:]}")
-    return proc
-
-
-def recap(output: str) -> dict[str, tuple[int, int, int]]:
-    return {m[1]: (int(m[2]), int(m[3]), int(m[4])) for m in RECAP.finditer(output)}
-
-
-@dataclass
-class Scenario:
-    """The module's one local environment: the stage it has reached and every playbook run's output."""
-
-    stage: str = "up"
-    runs: dict[str, subprocess.CompletedProcess] = field(default_factory=dict)
-
-    def playbook(self, label: str, name: str, *extra: str, check: bool = True,
-                 checkout: Path = ROOT) -> subprocess.CompletedProcess:
-        """Run a playbook with -v on the local inventory of a checkout (this one by default); its output
-        is kept to be searched for secrets."""
-        proc = subprocess.run([str(BIN / "ansible-playbook"), "-v", "-i", "inventories/local", f"playbooks/{name}",
-                               *extra], cwd=checkout, env={**ansible_env(), "ANSIBLE_CONFIG": str(checkout / "ansible.cfg")},
-                              capture_output=True, text=True)
-        self.runs[label] = proc
-        if check and proc.returncode != 0:
-            pytest.fail(f"{label}: {name} exited {proc.returncode}:\n{proc.stdout[-4000:]}\n{proc.stderr[-2000:]}")
-        return proc
-
-    def require_live(self) -> None:
-        if self.stage != "converged":
-            pytest.fail(f"this needs the converged, live environment, but the scenario is at stage '{self.stage}': "
-                        "it ran after destroy. Each stage is a fixture; depend on the stage you need.")
 
 
 def ssh(user: str, host: str, *command: str) -> subprocess.CompletedProcess:
@@ -112,36 +67,6 @@ def as_admin(host: str, command: str) -> str:
     proc = ssh("admin", host, command)
     assert proc.returncode == 0, f"{host}: {command} exited {proc.returncode}: {proc.stderr}"
     return proc.stdout
-
-
-def verified() -> ssl.SSLContext:
-    """Verifies the chain to the local ACME server's root and the name, like any HTTPS client."""
-    return ssl.create_default_context(cafile=str(ACME_ROOT))
-
-
-def served_certificate() -> dict:
-    """The certificate nginx serves on the HTTPS port, as a verifying client sees it."""
-    host, port = BASE.removeprefix("https://").rstrip("/").split(":")
-    with socket.create_connection(("127.0.0.1", int(port)), timeout=10) as raw, \
-            verified().wrap_socket(raw, server_hostname=host) as tls:
-        return tls.getpeercert()
-
-
-def get_json(path: str) -> tuple[int, object]:
-    with urllib.request.urlopen(BASE + path, timeout=10, context=verified()) as resp:
-        return resp.status, json.loads(resp.read())
-
-
-def send(method: str, path: str, headers: dict[str, str], body: dict | None = None) -> int:
-    """The status nginx answers; a refusal (4xx) is an answer too."""
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(BASE + path, data=data, method=method,
-                                 headers={**headers, **({"Content-Type": "application/json"} if data else {})})
-    try:
-        with urllib.request.urlopen(req, timeout=10, context=verified()) as resp:
-            return resp.status
-    except urllib.error.HTTPError as err:
-        return err.code
 
 
 def resolved(expression: str):
