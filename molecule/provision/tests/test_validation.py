@@ -52,11 +52,17 @@ def provision(extra: dict) -> str:
         ({"db_port": 99999}, "aws_security_groups_db_port (db_port by default) must be TCP ports from 1 to 65535 (got 99999)"),
         ({"aws_security_groups_ssh_port": 0}, "aws_security_groups_ssh_port must be TCP ports from 1 to 65535 (got 0)"),
         ({"aws_security_groups_web_public_ports": [80, 65536]}, "aws_security_groups_web_public_ports must be TCP ports"),
+        ({"aws_security_groups_web_http_port": 0}, "aws_security_groups_web_http_port must be TCP ports from 1 to 65535 (got 0)"),
+        ({"topology": "ha", "env_name": "a-long-environment-name"},
+         "aws_load_balancer_name 'togglemaster-a-long-environment-name' (36 characters) must be 1-32"),
+        ({"topology": "ha", "aws_load_balancer_certificate_content": "-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----\n"},
+         "aws_load_balancer_certificate_content and aws_load_balancer_certificate_key_content go together"),
     ],
     ids=["ssh-world", "ssh-half-the-world", "ssh-wider-than-16", "admin-missing", "admin-bad-octet", "admin-no-prefix",
          "admin-list-bad-octet", "admin-list-world", "admin-list-empty", "subnet-outside-vpc",
          "vpc-bad-prefix", "one-zone", "one-zone-listed", "zone-of-another-region", "overlap", "engine-version",
-         "db-port-too-high", "ssh-port-zero", "public-port-too-high"],
+         "db-port-too-high", "ssh-port-zero", "public-port-too-high", "web-http-port-zero", "ha-name-too-long",
+         "ha-certificate-without-key"],
 )
 def test_bad_value_fails_clearly_before_any_api_call(extra, message):
     output = provision(extra)
