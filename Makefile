@@ -52,7 +52,7 @@ test-platform: image ## Host platform roles: base, postgresql, reverse_proxy
 test-deploy: image ## Deploy, rollout, rollback and validation on systemd containers
 	molecule test -s deploy
 
-test-demo: image ## End to end on the local environment: site.yml, no-op re-run, --check --diff, validate, destroy
+test-demo: image ## End to end on the local environment (single, then ha): site.yml, re-run, --check --diff, validate, destroy
 	pytest tests/e2e
 
 demo: setup ## Run the whole pipeline locally (TOPOLOGY=ha: behind a load balancer): provision, configure, deploy, validate

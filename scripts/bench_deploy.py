@@ -6,9 +6,14 @@ a new release rolled out while a load generator sends requests through nginx the
 time (requests sent, requests failed), a rollback, a rotation of the API token and the
 database password under reads and writes that keep sending the old token, and the teardown.
 
+With TOPOLOGY=ha (`make bench-deploy TOPOLOGY=ha`), the load-balanced topology instead: a new
+release rolled out under load through HAProxy across 1, 2 and 3 web hosts (time, requests
+failed), a host added (2 -> 3) by a re-run of site.yml (time, and what changed on the other
+hosts), and one web container killed (`docker kill`) under reads and writes.
+
 It tears down any running local demo first and leaves none behind. Traffic goes only to
-loopback (nginx published on 127.0.0.1:8443 as https://localhost:8443, the emulated AWS API on
-127.0.0.1:5050).
+loopback (nginx or HAProxy published on 127.0.0.1:8443 as https://localhost:8443, the emulated
+AWS API on 127.0.0.1:5050).
 """
 
 from __future__ import annotations
@@ -21,21 +26,24 @@ import re
 import ssl
 import subprocess
 import sys
-import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 ROOT = Path(__file__).resolve().parent.parent
+# The load generator the end-to-end tests use (tests/e2e/local_demo.py).
+sys.path[:0] = [str(ROOT / "tests/e2e"), str(ROOT / "tests")]
+from local_demo import Load  # noqa: E402
 BIN = ROOT / ".venv" / "bin"
 # HTTPS as clients reach the demo: the name in its certificate, verified against the local ACME root.
 BASE_HOST, BASE_PORT = "localhost", 8443
 ACME_ROOT = ROOT / ".state/local/acme/root.pem"
-LOAD_THREADS = 4
-LOAD_PAUSE_SECONDS = 0.005  # per thread between requests: steady traffic (a few hundred req/s),
-# not a saturation test — it must not starve the rollout it watches of the machine's 2 cores
-LOAD_MAX_SECONDS = 600  # the load stops by itself even if the rollout hangs
-RECAP = re.compile(r"^\S+\s+:\s+ok=\d+\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
+# Per thread between requests: steady traffic (a few hundred req/s), not a saturation test; it
+# must not starve the rollout it watches of the machine's 2 cores.
+LOAD_PAUSE_SECONDS = 0.005
+RECAP = re.compile(r"^(\S+)\s+:\s+ok=\d+\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
 
 
 @dataclass
@@ -44,58 +52,6 @@ class Row:
     seconds: float
     changed: int | None = None
     notes: str = ""
-
-
-@dataclass
-class Load:
-    """Paced keep-alive requests through nginx until stopped (GET /flags/<name>, or with a token
-    PUT toggling it); counts every failure."""
-
-    path: str
-    token: str | None = None
-    sent: int = 0
-    failed: int = 0
-    failures: list[str] = field(default_factory=list)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def _worker(self) -> None:
-        conn = connect()
-        deadline = time.monotonic() + LOAD_MAX_SECONDS
-        while not self._stop.is_set() and time.monotonic() < deadline:
-            try:
-                if self.token is None:
-                    conn.request("GET", self.path)
-                else:
-                    conn.request("PUT", self.path, body=json.dumps({"is_enabled": self.sent % 2 == 0}),
-                                 headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"})
-                resp = conn.getresponse()
-                resp.read()
-                ok = resp.status == 200
-                detail = f"HTTP {resp.status}"
-            except (OSError, http.client.HTTPException) as exc:
-                ok, detail = False, type(exc).__name__
-                conn.close()
-                conn = connect()
-            with self._lock:
-                self.sent += 1
-                if not ok:
-                    self.failed += 1
-                    if len(self.failures) < 5:
-                        self.failures.append(detail)
-            self._stop.wait(LOAD_PAUSE_SECONDS)
-        conn.close()
-
-    def __enter__(self) -> "Load":
-        self._threads = [threading.Thread(target=self._worker, daemon=True) for _ in range(LOAD_THREADS)]
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join()
 
 
 def connect() -> http.client.HTTPSConnection:
@@ -117,11 +73,15 @@ def run(*cmd: str, log: str) -> tuple[float, str]:
 
 
 def changed(output: str) -> int:
-    return sum(int(m.group(1)) for m in RECAP.finditer(output))
+    return sum(int(m.group(2)) for m in RECAP.finditer(output))
 
 
-def playbook(name: str, *extra: str, log: str) -> tuple[float, int]:
-    elapsed, out = run(str(BIN / "ansible-playbook"), "-i", "inventories/local", f"playbooks/{name}", *extra, log=log)
+def changed_per_host(output: str) -> dict[str, int]:
+    return {m.group(1): int(m.group(2)) for m in RECAP.finditer(output)}
+
+
+def playbook(name: str, *extra: str, log: str, inventory: tuple[str, ...] = ("-i", "inventories/local")) -> tuple[float, int]:
+    elapsed, out = run(str(BIN / "ansible-playbook"), *inventory, f"playbooks/{name}", *extra, log=log)
     return elapsed, changed(out)
 
 
@@ -145,7 +105,92 @@ def live_build() -> str:
     return json.loads(conn.getresponse().read())["build"]
 
 
+def ha_inventory(web_hosts: int) -> tuple[str, ...]:
+    """The local inventory plus an ha variant with this many web hosts (inventories/local-ha has
+    two): the same groups and variables, tm-local-web-2 ... tm-local-web-N."""
+    folder = ROOT / ".cache" / f"bench-ha-{web_hosts}"
+    folder.mkdir(parents=True, exist_ok=True)
+    source = ROOT / "inventories/local-ha"
+    hosts = yaml.safe_load((source / "hosts.yml").read_text())
+    hosts["local"]["children"]["web"]["hosts"] = {
+        f"tm-local-web-{k}": {"ansible_host": "127.0.0.1", "ansible_port": 2222 + k} for k in range(2, web_hosts + 1)}
+    (folder / "hosts.yml").write_text(yaml.safe_dump(hosts))
+    if not (folder / "group_vars").exists():
+        (folder / "group_vars").symlink_to(source / "group_vars")
+    return ("-i", "inventories/local", "-i", str(folder))
+
+
+def rollout_under_load(inventory: tuple[str, ...], label: str) -> tuple[float, str, str]:
+    release = f"bench-{label}-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}"
+    token = secret("api_token")
+    with Load("/flags/bench-rollout", pause=LOAD_PAUSE_SECONDS) as reads, \
+            Load("/flags/bench-rollout", token=token, threads=1, pause=LOAD_PAUSE_SECONDS) as writes:
+        time.sleep(2)
+        seconds, _ = playbook("deploy.yml", "-e", f"release_build_id_override={release}", log=f"rollout-{label}",
+                              inventory=inventory)
+        time.sleep(2)
+    assert live_build() == release, f"rollout {label} did not switch"
+    return seconds, release, f"reads {reads}; writes {writes}"
+
+
+def main_ha() -> None:
+    rows: list[Row] = []
+    run("bash", "scripts/local-env.sh", "down", log="reset")
+    os.environ["WEB_COUNT"] = "3"
+    start = time.monotonic()
+    run("bash", "scripts/local-env.sh", "up", log="local-env-up")
+    one, two, three = ha_inventory(1), ha_inventory(2), ha_inventory(3)
+    seconds, count = playbook("site.yml", log="fresh-ha-1", inventory=one)
+    rows.append(Row("fresh full run, 1 web host behind HAProxy", time.monotonic() - start, count))
+    api("POST", "/flags", {"name": "bench-rollout", "is_enabled": True})
+
+    # A host joins with the live release (site.yml would otherwise build and roll out the
+    # checkout's own on every host).
+    timings = {}
+    seconds, live, notes = rollout_under_load(one, "1-host")
+    timings[1] = seconds
+    rows.append(Row("new release under load, 1 web host", seconds, None, notes + "; target 0 failed"))
+
+    seconds, count = playbook("site.yml", "-e", f"release_build_id_override={live}", log="add-2nd-host",
+                              inventory=two)
+    rows.append(Row("second web host added (site.yml, 1 -> 2)", seconds, count))
+    seconds, live, notes = rollout_under_load(two, "2-hosts")
+    timings[2] = seconds
+    rows.append(Row("new release under load, 2 web hosts", seconds, None, notes + "; target 0 failed"))
+
+    elapsed, out = run(str(BIN / "ansible-playbook"), *three, "playbooks/site.yml",
+                       "-e", f"release_build_id_override={live}", log="add-3rd-host")
+    per_host = changed_per_host(out)
+    others = {host: per_host[host] for host in ("tm-local-web", "tm-local-web-2")}
+    rows.append(Row("third web host added (site.yml, 2 -> 3)", elapsed, sum(per_host.values()),
+                    f"changed per host {per_host}; the other web hosts {others}, target 0"))
+    seconds, _, notes = rollout_under_load(three, "3-hosts")
+    timings[3] = seconds
+    rows.append(Row("new release under load, 3 web hosts", seconds, None,
+                    notes + f"; target 0 failed, <= 2x 1 host: {seconds / timings[1]:.2f}x"))
+
+    token = secret("api_token")
+    with Load("/flags/bench-rollout", pause=LOAD_PAUSE_SECONDS) as reads, \
+            Load("/flags/bench-rollout", token=token, threads=1, pause=LOAD_PAUSE_SECONDS) as writes:
+        time.sleep(3)
+        start = time.monotonic()
+        run("docker", "kill", "tm-local-web-3", log="kill")
+        time.sleep(15)
+    rows.append(Row("web container killed under load (docker kill)", time.monotonic() - start, None,
+                    f"reads {reads}; writes {writes}; target 0 failed reads"))
+
+    start = time.monotonic()
+    playbook("destroy.yml", "-e", "confirm_destroy=local", "-e", "aws_rds_skip_final_snapshot=true", log="destroy",
+             inventory=three)
+    run("bash", "scripts/local-env.sh", "down", log="local-env-down")
+    rows.append(Row("teardown (destroy.yml + containers)", time.monotonic() - start))
+    report(rows)
+
+
 def main() -> None:
+    if os.environ.get("TOPOLOGY", "single") == "ha":
+        main_ha()
+        return
     rows: list[Row] = []
     run("bash", "scripts/local-env.sh", "down", log="reset")
 
@@ -160,7 +205,7 @@ def main() -> None:
     api("POST", "/flags", {"name": "bench-rollout", "is_enabled": True})
     before = live_build()
     release = f"bench-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}"
-    with Load("/flags/bench-rollout") as load:
+    with Load("/flags/bench-rollout", pause=LOAD_PAUSE_SECONDS) as load:
         time.sleep(2)  # traffic flows before the rollout starts
         seconds, count = playbook("deploy.yml", "-e", f"release_build_id_override={release}", log="rollout")
         time.sleep(2)  # and keeps flowing after the switch
@@ -175,7 +220,8 @@ def main() -> None:
     rows.append(Row("rollback to the previous release", seconds, count, f"live again: {back}; target <= 20 s"))
 
     old_token = secret("api_token")
-    with Load("/flags/bench-rollout") as reads, Load("/flags/bench-rollout", token=old_token) as writes:
+    with Load("/flags/bench-rollout", pause=LOAD_PAUSE_SECONDS) as reads, \
+            Load("/flags/bench-rollout", token=old_token, pause=LOAD_PAUSE_SECONDS) as writes:
         time.sleep(2)
         seconds, count = playbook("rotate.yml", "-e", "confirm_rotate=local", log="rotate")
         time.sleep(2)  # the old token still writes after the switch
@@ -190,7 +236,10 @@ def main() -> None:
     playbook("destroy.yml", "-e", "confirm_destroy=local", "-e", "aws_rds_skip_final_snapshot=true", log="destroy")
     run("bash", "scripts/local-env.sh", "down", log="local-env-down")
     rows.append(Row("teardown (destroy.yml + containers)", time.monotonic() - start))
+    report(rows)
 
+
+def report(rows: list[Row]) -> None:
     print(f"\n{'step':<42} {'seconds':>8} {'changed':>8}  notes")
     print("-" * 100)
     for row in rows:

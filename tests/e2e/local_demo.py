@@ -9,6 +9,7 @@ import socket
 import ssl
 import subprocess
 import threading
+import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -109,7 +110,8 @@ class Load:
     path: str
     token: str | None = None
     threads: int = 4
-    pause: float = 0.02
+    pause: float = 0.02  # per thread between requests: steady traffic, not a saturation test
+    max_seconds: float = 600  # stops by itself even if what it watches hangs
     sent: int = 0
     failed: int = 0
     failures: list[str] = field(default_factory=list)
@@ -118,11 +120,12 @@ class Load:
 
     def _connect(self) -> http.client.HTTPSConnection:
         host, port = BASE.removeprefix("https://").rstrip("/").split(":")
-        return http.client.HTTPSConnection(host, int(port), timeout=10, context=verified())
+        return http.client.HTTPSConnection(host, int(port), timeout=30, context=verified())
 
     def _worker(self) -> None:
         conn = self._connect()
-        while not self._stop.is_set():
+        deadline = time.monotonic() + self.max_seconds
+        while not self._stop.is_set() and time.monotonic() < deadline:
             try:
                 if self.token is None:
                     conn.request("GET", self.path)
