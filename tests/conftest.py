@@ -46,12 +46,18 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def moto_endpoint():
-    """An emulated AWS API of this module's own (moto, in this process) on a free loopback port."""
+    """An emulated AWS API of this module's own (moto, in this process) on a free loopback port.
+    moto keeps its resources in the process, not in the server: they are reset when the module
+    ends, so the next module starts from an empty account."""
+    import urllib.request
+
     from moto.server import ThreadedMotoServer
 
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
     server.start()
     host, port = server.get_host_and_port()
     assert host == "127.0.0.1"
-    yield f"http://127.0.0.1:{port}"
+    endpoint = f"http://127.0.0.1:{port}"
+    yield endpoint
+    urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST"), timeout=30).close()
     server.stop()
