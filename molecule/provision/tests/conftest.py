@@ -88,3 +88,18 @@ def run_ansible(args: list[str], extra_env: dict[str, str] | None = None) -> sub
 
 def venv_bin(name: str) -> str:
     return str(Path(os.sys.executable).parent / name)
+
+
+# A security group's rules as (protocol, from port, to port, source) tuples, the way the tests compare them.
+def ingress(group: dict) -> set[tuple]:
+    return {
+        (p["IpProtocol"], p.get("FromPort"), p.get("ToPort"), source)
+        for p in group["IpPermissions"]
+        for source in [r["CidrIp"] for r in p.get("IpRanges", [])]
+        + [g["GroupId"] for g in p.get("UserIdGroupPairs", [])]
+        + [r["CidrIpv6"] for r in p.get("Ipv6Ranges", [])]
+    }
+
+
+def egress(group: dict) -> set[tuple]:
+    return ingress({"IpPermissions": group["IpPermissionsEgress"]})

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from conftest import PROJECT, REPO_DIR, SCENARIO_DIR, load_yaml, GROUP_VARS, run_ansible, venv_bin
+from conftest import PROJECT, REPO_DIR, SCENARIO_DIR, load_yaml, GROUP_VARS, egress, ingress, run_ansible, venv_bin
 
 ENVIRONMENT = "ha"
 NAME = f"{PROJECT}-{ENVIRONMENT}"
@@ -64,20 +64,6 @@ def issue(subject: str, issuer: x509.Certificate | None, issuer_key, key) -> x50
 
 def tags_of(tag_list: list[dict]) -> dict:
     return {t["Key"]: t["Value"] for t in tag_list}
-
-
-def ingress(group: dict) -> set[tuple]:
-    return {
-        (p["IpProtocol"], p.get("FromPort"), p.get("ToPort"), source)
-        for p in group["IpPermissions"]
-        for source in [r["CidrIp"] for r in p.get("IpRanges", [])]
-        + [g["GroupId"] for g in p.get("UserIdGroupPairs", [])]
-        + [r["CidrIpv6"] for r in p.get("Ipv6Ranges", [])]
-    }
-
-
-def egress(group: dict) -> set[tuple]:
-    return ingress({"IpPermissions": group["IpPermissionsEgress"]})
 
 
 def env_filters(environment: str = ENVIRONMENT) -> list[dict]:

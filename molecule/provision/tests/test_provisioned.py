@@ -8,7 +8,7 @@ import stat
 import pytest
 import yaml
 
-from conftest import ENVIRONMENT, PROJECT, SCENARIO_DIR, STATE_DIR, REPO_DIR, run_ansible, venv_bin
+from conftest import ENVIRONMENT, PROJECT, SCENARIO_DIR, STATE_DIR, REPO_DIR, egress, ingress, run_ansible, venv_bin
 
 
 OUTPUTS = f"/{PROJECT}/{ENVIRONMENT}/outputs"
@@ -42,20 +42,6 @@ def subnets_by_tier(ec2, vpc_id: str, tier: str) -> list[dict]:
     return ec2.describe_subnets(Filters=[
         {"Name": "vpc-id", "Values": [vpc_id]}, {"Name": "tag:Tier", "Values": [tier]},
     ])["Subnets"]
-
-
-def ingress(group: dict) -> set[tuple]:
-    return {
-        (p["IpProtocol"], p.get("FromPort"), p.get("ToPort"), source)
-        for p in group["IpPermissions"]
-        for source in [r["CidrIp"] for r in p.get("IpRanges", [])]
-        + [g["GroupId"] for g in p.get("UserIdGroupPairs", [])]
-        + [r["CidrIpv6"] for r in p.get("Ipv6Ranges", [])]
-    }
-
-
-def egress(group: dict) -> set[tuple]:
-    return ingress({"IpPermissions": group["IpPermissionsEgress"]})
 
 
 def test_vpc_has_the_configured_cidr_and_tags(vpc, group_vars):
