@@ -223,8 +223,8 @@ remove() {
     say "removed $what"
 }
 
-# Every container of the local environment, by its label, whichever topology made it.
-containers() { docker ps -a --filter "label=$label" --format '{{.Names}}' | sort; }
+# Every container of the local environment, by its label, whichever topology made it; web hosts first.
+containers() { docker ps -a --filter "label=$label" --format '{{.Names}}' | sort -r; }
 
 # Removes only what exists, so it is safe to repeat; then checks that nothing is left.
 down() {
