@@ -8,10 +8,14 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 # front of two web hosts, inventories/local-ha added to the local inventory).
 export TOPOLOGY ?= single
 LOCAL_INVENTORY := -i inventories/local $(if $(filter ha,$(TOPOLOGY)),-i inventories/local-ha)
+# The environment make cost and make diagram read: local (the demo) or an inventories/ folder.
+ENV ?= local
+ENV_INVENTORY := $(if $(filter local,$(ENV)),$(LOCAL_INVENTORY),-i inventories/$(ENV))
 
 .DEFAULT_GOAL := help
 .PHONY: help setup setup-control image lint test test-repo test-service test-molecule test-demo \
-        test-provision test-platform test-deploy demo demo-down bench-service bench-deploy docs
+        test-provision test-platform test-deploy demo demo-down bench-service bench-deploy docs \
+        cost
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -63,6 +67,9 @@ demo: setup ## Run the whole pipeline locally (TOPOLOGY=ha: behind a load balanc
 
 demo-down: ## Tear the local demo down: containers, emulator, local state (safe to repeat)
 	bash scripts/local-env.sh down
+
+cost: ## Monthly cost estimate of ENV's variables, both topologies, beside the seeds' figure (writes .state/ENV/cost.md)
+	ansible-playbook $(ENV_INVENTORY) playbooks/cost.yml
 
 bench-service: ## Service throughput and latency under gunicorn against a real PostgreSQL
 	python service/bench/bench_service.py
