@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from conftest import BIN, ROOT, ansible_env
+from test_cost_prices import KNOWN_MISSING
 
 spec = importlib.util.spec_from_file_location("cost", ROOT / "roles" / "cost_estimate" / "filter_plugins" / "cost.py")
 cost = importlib.util.module_from_spec(spec)
@@ -137,16 +138,22 @@ def seeds() -> dict:
 
 
 def test_the_seeds_configuration_is_priced_from_the_bundled_file(seeds):
-    estimate = cost.cost_estimate(seeds["config"], load_bundled())
-    assert estimate["complete"], [line["source"] for line in estimate["lines"] if line["usd_month"] is None]
-    assert {line["basis"] for line in estimate["lines"]} == {"price file"}
+    bundled = load_bundled()
+    estimate = cost.cost_estimate(seeds["config"], bundled)
     lines = {line["item"]: line for line in estimate["lines"]}
-    # The hourly items are 730 hours of the file's sa-east-1 price.
-    file_price = {(p["item"], p["key"]): p["usd"] for p in load_bundled()["prices"] if p["region"] in ("sa-east-1", "*")}
-    assert lines["ec2_instance_hour"]["usd_month"] == round(730 * file_price[("ec2_instance_hour", "t3.micro")], 2)
-    assert lines["rds_instance_hour"]["usd_month"] == round(730 * file_price[("rds_instance_hour", "db.t4g.micro/single")], 2)
-    assert lines["rds_gp3_gb_month"]["usd_month"] == round(20 * file_price[("rds_gp3_gb_month", "single")], 2)
+    # Every line is priced from the file, except those the file has no cited price for.
+    unpriced = {(line["item"], "sa-east-1", line["key"]) for line in estimate["lines"] if line["usd_month"] is None}
+    assert unpriced == KNOWN_MISSING & {
+        (line["item"], "sa-east-1", line["key"]) for line in estimate["lines"] if line["quantity"] > 0}
+    assert estimate["complete"] is (not unpriced)
+    assert {line["basis"] for line in estimate["lines"]} <= {"price file", "no price", "nothing billed"}
+    file_price = {(p["item"], p["key"]): p["usd"] for p in bundled["prices"] if p["region"] in ("sa-east-1", "*")}
+    for item, key, quantity in [("ec2_instance_hour", "t3.micro", 730), ("rds_instance_hour", "db.t4g.micro/single", 730),
+                                ("rds_gp3_gb_month", "single", 20), ("ebs_gp3_gb_month", "", 8), ("public_ipv4_hour", "", 730)]:
+        if (item, key) in file_price:
+            assert lines[item]["usd_month"] == round(quantity * file_price[(item, key)], 2), item
     assert lines["data_transfer_out_gb"]["usd_month"] == 0.0, "1 GB is within the free allowance"
+    assert lines["rds_backup_gb_month"]["usd_month"] == 0.0, "the backups fit in the free allowance"
     assert 0 < estimate["total_usd"] < seeds["usd_month"]
 
 

@@ -112,6 +112,9 @@ def cost_estimate(config: dict[str, Any], price_file: dict[str, Any], looked_up:
                 quantity = max(0.0, quantity - float(free["amount"]))
                 line["assumption"] += f", the first {float(free['amount']):g} GB free, account-wide"
         price = _price(price_file, looked_up, line["item"], region, line["key"])
+        if price["usd"] is None and quantity == 0:
+            # Nothing is billed, whatever the price.
+            price = {**price, "usd": 0.0, "basis": "nothing billed"}
         usd_month = None if price["usd"] is None else round(quantity * price["usd"], 2)
         lines.append({**line, "quantity": quantity, "usd_unit": price["usd"], "usd_month": usd_month,
                       "basis": price["basis"], "source": price["source"], "seen": price["seen"]})
@@ -171,10 +174,8 @@ def cost_comparison(estimate: dict[str, Any], reference: dict[str, Any]) -> str:
     ]
     inside = 0.0
     for line in estimate["lines"]:
-        if line["usd_month"] is None:
-            continue
         priced_there = line["item"] in included
-        inside += line["usd_month"] if priced_there else 0.0
+        inside += line["usd_month"] if priced_there and line["usd_month"] is not None else 0.0
         why = notes.get(line["item"], "" if priced_there else "not in their table")
         rows.append(f"| {line['label']} | {_usd(line['usd_month'])} | {'yes' if priced_there else 'no'} | {why} |")
     gap = round(float(reference["usd_month"]) - inside, 2)
