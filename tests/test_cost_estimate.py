@@ -5,6 +5,7 @@ line and the total; then the seeds' configuration priced from the bundled file; 
 from __future__ import annotations
 
 import importlib.util
+import math
 import re
 import subprocess
 
@@ -173,3 +174,32 @@ def test_make_cost_on_the_local_inventory_writes_both_topologies(tmp_path):
     assert "$70.74" in text
     again = subprocess.run(cmd, cwd=ROOT, env=ansible_env(), capture_output=True, text=True)
     assert [m.groups() for m in RECAP.finditer(again.stdout)] == [("0", "0")]
+
+
+@pytest.mark.parametrize("region", ["us-east-1", "sa-east-1"])
+def test_the_budget_limit_defaults_to_the_estimate_with_headroom(region):
+    """budget_limit_usd (playbooks/group_vars/all/budget.yml) as provision.yml computes it. The
+    playbook sits in playbooks/ for a moment, where the shared group_vars apply."""
+    playbook = ROOT / "playbooks" / f".test-budget-limit-{region}.yml"
+    playbook.write_text(yaml.safe_dump([{
+        "name": "The budget's default limit",
+        "hosts": "control",
+        "gather_facts": False,
+        "roles": [{"role": "cost_estimate", "vars": {"cost_estimate_report_file": "", "cost_estimate_reference": {},
+                                                     "cost_estimate_price_list": False}}],
+        "tasks": [{"name": "Limit is shown", "ansible.builtin.debug": {"msg": "limit={{ budget_limit_usd }} "
+                                                                         "total={{ cost_estimate_estimates[topology] }}"}}],
+    }]))
+    cmd = [str(BIN / "ansible-playbook"), "-i", "inventories/local", str(playbook), "-e", f"aws_region={region}"]
+    try:
+        out = subprocess.run(cmd, cwd=ROOT, env=ansible_env(), capture_output=True, text=True)
+    finally:
+        playbook.unlink()
+    assert out.returncode == 0, out.stdout[-3000:]
+    shown = re.search(r"limit=(.*?) total=(\{.*\})", out.stdout)
+    estimate = yaml.safe_load(shown.group(2))
+    if estimate["complete"]:
+        assert shown.group(1) == str(math.ceil(estimate["total_usd"] * 1.25))
+    else:
+        assert shown.group(1).startswith("none: the cost estimate lacks a price, set budget_limit_usd")
+    assert estimate["complete"] is (region == "us-east-1"), "the bundled file prices every line in us-east-1 only"
