@@ -15,7 +15,7 @@ ENV_INVENTORY := $(if $(filter local,$(ENV)),$(LOCAL_INVENTORY),-i inventories/$
 .DEFAULT_GOAL := help
 .PHONY: help setup setup-control image lint test test-repo test-service test-molecule test-demo \
         test-provision test-platform test-deploy demo demo-down bench-service bench-deploy docs \
-        cost
+        cost diagram
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -63,6 +63,7 @@ demo: setup ## Run the whole pipeline locally (TOPOLOGY=ha: behind a load balanc
 	bash scripts/local-env.sh up
 	ansible-playbook $(LOCAL_INVENTORY) playbooks/site.yml
 	ansible-playbook $(LOCAL_INVENTORY) playbooks/status.yml
+	ansible-playbook $(LOCAL_INVENTORY) playbooks/diagram.yml
 	@bash scripts/local-env.sh summary
 
 demo-down: ## Tear the local demo down: containers, emulator, local state (safe to repeat)
@@ -70,6 +71,9 @@ demo-down: ## Tear the local demo down: containers, emulator, local state (safe 
 
 cost: ## Monthly cost estimate of ENV's variables, both topologies, beside the seeds' figure (writes .state/ENV/cost.md)
 	ansible-playbook $(ENV_INVENTORY) playbooks/cost.yml
+
+diagram: ## Draw what exists in AWS for ENV, read-only (writes .state/ENV/architecture.png and .svg)
+	ansible-playbook $(ENV_INVENTORY) playbooks/diagram.yml
 
 bench-service: ## Service throughput and latency under gunicorn against a real PostgreSQL
 	python service/bench/bench_service.py

@@ -52,6 +52,8 @@ install_system_prerequisites() {
     command -v ssh >/dev/null || missing_pkgs+=(openssh-client)
     command -v curl >/dev/null || missing_pkgs+=(curl)
     command -v pebble >/dev/null || missing_pkgs+=(pebble)
+    # Graphviz's dot draws make diagram's pictures (the diagrams package in .venv calls it).
+    command -v dot >/dev/null || missing_pkgs+=(graphviz)
     "$(pick_python)" -c 'import venv, ensurepip' 2>/dev/null || missing_pkgs+=(python3-venv)
     # Deduplicate
     if [ "${#missing_pkgs[@]}" -gt 0 ]; then
@@ -77,7 +79,8 @@ install_system_prerequisites() {
                 echo "setup: missing on this machine: ${missing_pkgs[*]}"
                 echo "  On Debian/Ubuntu run this script as root and it installs them (apt-get install ${missing_pkgs[*]})."
                 echo "  Elsewhere install the equivalents: a Docker engine (https://docs.docker.com/engine/install/),"
-                echo "  debootstrap, PostgreSQL 15+ server binaries (initdb, pg_ctl), wrk, pebble, an OpenSSH client, Python 3.11 with venv."
+                echo "  debootstrap, PostgreSQL 15+ server binaries (initdb, pg_ctl), wrk, pebble, Graphviz (dot), an OpenSSH client,"
+                echo "  Python 3.11 with venv."
             } >&2
             exit 1
         fi
@@ -129,6 +132,8 @@ fi
 
 # ---------------------------------------------------------------- test host image
 if [ "$scope" = control ]; then
+    command -v dot >/dev/null \
+        || say "note: no Graphviz 'dot' here; make diagram needs it (macOS: brew install graphviz; Debian: apt-get install graphviz)"
     say "done. Next: '. .venv/bin/activate', then the README's 'Deploying to a real AWS account'."
     exit 0
 fi
