@@ -174,6 +174,11 @@ def test_make_cost_on_the_local_inventory_writes_both_topologies(tmp_path):
     assert "$70.74" in text
     again = subprocess.run(cmd, cwd=ROOT, env=ansible_env(), capture_output=True, text=True)
     assert [m.groups() for m in RECAP.finditer(again.stdout)] == [("0", "0")]
+    # The README shows the demo's table as make cost writes it.
+    single = text.split("## Topology single (this environment)\n\n")[1].split("\n## Topology ha")[0].strip()
+    readme = (ROOT / "README.md").read_text()
+    shown = readme.split("<!-- cost: begin (make cost ENV=local, topology single) -->\n")[1].split("\n<!-- cost: end -->")[0]
+    assert shown == single, "README's cost table drifted from make cost ENV=local: paste .state/local/cost.md's"
 
 
 @pytest.mark.parametrize("region", ["us-east-1", "sa-east-1"])

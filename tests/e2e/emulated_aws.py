@@ -21,6 +21,13 @@ EC2_KINDS = {
     "key pairs": ("describe_key_pairs", "KeyPairs", "KeyName"),
 }
 KINDS = (*EC2_KINDS, "instances", "db instances", "db subnet groups")
+# What the architecture diagram (make diagram) draws, each with its id in the drawing.
+DRAWN = ("vpcs", "subnets", "route tables", "internet gateways", "security groups", "instances", "db instances")
+
+
+def undrawn(svg: str, found: dict[str, list[str]]) -> list[str]:
+    """The resources of `found` (tagged_resources) whose id the diagram's SVG does not show."""
+    return [f"{kind} {resource_id}" for kind in DRAWN for resource_id in found[kind] if resource_id not in svg]
 
 
 def is_loopback(url: str) -> bool:

@@ -28,6 +28,7 @@ import pytest
 from cryptography import x509
 
 from conftest import BIN
+from emulated_aws import clients, tagged_resources, undrawn
 from local_demo import HA, STATE, Load, Scenario, get_json, recap, served_certificate, sh
 
 WEB = ("tm-local-web", "tm-local-web-2")
@@ -225,6 +226,16 @@ def test_the_emulated_alb_serves_the_same_certificate_from_acm(first_run):
     pem = acm.get_certificate(CertificateArn=listeners[443]["Certificates"][0]["CertificateArn"])["Certificate"]
     imported = x509.load_pem_x509_certificate(pem.encode())
     assert f"{imported.serial_number:X}" == served_certificate()["serialNumber"].lstrip("0")
+
+
+def test_the_diagram_gains_the_load_balancer_and_the_second_web_host(scenario, first_run):
+    scenario.playbook("diagram.yml", "diagram.yml")
+    ec2, rds = clients("http://127.0.0.1:5050", "sa-east-1", "emulated", "emulated")
+    found = tagged_resources(ec2, rds, {"Project": "togglemaster", "Environment": "local"})
+    assert len(found["instances"]) == 2
+    svg = (STATE / "architecture.svg").read_text()
+    assert undrawn(svg, found) == []
+    assert "togglemaster-local" in svg, "the load balancer"
 
 
 def test_validate_runs_through_the_load_balancer(first_run):

@@ -39,7 +39,7 @@ import pytest
 import yaml
 
 from conftest import BIN, ROOT, ansible_env
-from emulated_aws import KINDS, clients, tagged_resources
+from emulated_aws import KINDS, clients, tagged_resources, undrawn
 from local_demo import BASE, DOMAIN, KEY, PLAIN_BASE, STATE, Scenario, get_json, recap, send, served_certificate, sh
 
 ACME_DNS_API = "http://127.0.0.1:8055"
@@ -207,6 +207,13 @@ def check_runs(scenario, first_run):
 def validate_run(scenario, first_run):
     scenario.require_live()
     return scenario.playbook("validate.yml", "validate.yml")
+
+
+@pytest.fixture(scope="module")
+def diagram_runs(scenario, first_run) -> list[subprocess.CompletedProcess]:
+    """make diagram's playbook, twice, on the converged environment."""
+    scenario.require_live()
+    return [scenario.playbook(f"diagram.yml #{n}", "diagram.yml") for n in (1, 2)]
 
 
 @dataclass(frozen=True)
@@ -508,6 +515,15 @@ def test_validate_checks_the_redirect_and_writes_over_verified_https(validate_ru
     assert f"step redirect: plain HTTP answered 301 to {BASE}/health" in out
     assert "step create: POST /flags answered 201" in out
     assert "write steps were skipped" not in out
+
+
+def test_the_diagram_draws_every_resource_the_emulated_aws_holds(diagram_runs, emulator):
+    assert recap(diagram_runs[0].stdout)["localhost"][2] == 0
+    assert recap(diagram_runs[1].stdout)["localhost"][0] == 0, "a second drawing of the same stack changes nothing"
+    assert (STATE / "architecture.png").stat().st_size > 0
+    found = emulator()
+    assert found["instances"] and found["db instances"] and len(found["subnets"]) == 4
+    assert undrawn((STATE / "architecture.svg").read_text(), found) == []
 
 
 def test_a_due_certificate_is_renewed_and_a_current_one_is_not(acme):
