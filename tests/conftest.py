@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import socket
@@ -15,10 +16,39 @@ ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
 
+# Placeholder credentials for stubbed and emulated AWS clients, and the page moto answers an
+# operation it does not implement with.
+FAKE_KEYS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+HTML_500 = b"<!doctype html>\n<html lang=en>\n<title>500 Internal Server Error</title>\n"
+
+
+def load_source(relative: str):
+    """Import one of the project's plugin files (a module, a filter) by its path under the repository."""
+    path = ROOT / relative
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def ansible_env() -> dict[str, str]:
     env = dict(os.environ)
     env["ANSIBLE_CONFIG"] = str(ROOT / "ansible.cfg")
     env.pop("ANSIBLE_INVENTORY", None)
+    return env
+
+
+def module_env(tmp_path: Path) -> dict[str, str]:
+    """ansible_env for running one of the project's AWS modules ad hoc with a JSON result: no AWS
+    variable, profile or credentials file of this machine's reaches it."""
+    env = {name: value for name, value in ansible_env().items() if not name.startswith("AWS_")}
+    env.update(
+        ANSIBLE_LIBRARY=str(ROOT / "plugins" / "modules"),
+        ANSIBLE_LOAD_CALLBACK_PLUGINS="1",
+        ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",
+        AWS_CONFIG_FILE=str(tmp_path / "no-aws-config"),
+        AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "no-aws-credentials"),
+    )
     return env
 
 

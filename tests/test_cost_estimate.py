@@ -4,7 +4,6 @@ line and the total; then the seeds' configuration priced from the bundled file; 
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import re
 import subprocess
@@ -12,12 +11,10 @@ import subprocess
 import pytest
 import yaml
 
-from conftest import BIN, ROOT, ansible_env
+from conftest import BIN, ROOT, ansible_env, load_source
 from test_cost_prices import KNOWN_MISSING
 
-spec = importlib.util.spec_from_file_location("cost", ROOT / "roles" / "cost_estimate" / "filter_plugins" / "cost.py")
-cost = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(cost)
+cost = load_source("roles/cost_estimate/filter_plugins/cost.py")
 
 PRICE_FILE = ROOT / "roles" / "cost_estimate" / "files" / "prices.yml"
 SEEN = {"unit": "x", "source": "https://example.test/prices", "seen": "2026-01-02"}

@@ -3,7 +3,6 @@ through `ansible` against the moto emulator."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 from pathlib import Path
@@ -15,22 +14,12 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 
-from conftest import BIN, ROOT, ansible_env
+from conftest import BIN, FAKE_KEYS, HTML_500, ROOT, load_source, module_env
 
-MODULES = ROOT / "plugins" / "modules"
 REGION = "sa-east-1"
-FAKE_KEYS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
-HTML_500 = b"<!doctype html>\n<html lang=en>\n<title>500 Internal Server Error</title>\n"
 
 
-def load_module():
-    spec = importlib.util.spec_from_file_location("aws_preflight_info", MODULES / "aws_preflight_info.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-preflight = load_module()
+preflight = load_source("plugins/modules/aws_preflight_info.py")
 
 
 def client(service: str):
@@ -356,16 +345,7 @@ def moto_client(endpoint: str, service: str):
 
 def run_module(endpoint: str, args: str, tmp_path: Path) -> dict:
     """Run the module ad hoc on localhost, in check mode, and return its result."""
-    env = ansible_env()
-    for name in [name for name in env if name.startswith("AWS_")]:
-        del env[name]
-    env.update(
-        ANSIBLE_LIBRARY=str(MODULES),
-        ANSIBLE_LOAD_CALLBACK_PLUGINS="1",
-        ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",
-        AWS_CONFIG_FILE=str(tmp_path / "no-aws-config"),
-        AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "no-aws-credentials"),
-    )
+    env = module_env(tmp_path)
     connection = f"endpoint_url={endpoint} region={REGION} access_key=testing secret_key=testing"
     command = [str(BIN / "ansible"), "localhost", "-i", "localhost,", "-c", "local", "--check"]
     command += ["-e", f"ansible_python_interpreter={BIN / 'python'}"]

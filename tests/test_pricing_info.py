@@ -4,7 +4,6 @@ through `ansible` against the moto emulator, which has no Price List API."""
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
 import subprocess
 from pathlib import Path
@@ -15,21 +14,11 @@ from botocore.awsrequest import AWSResponse
 from botocore.config import Config
 from botocore.stub import ANY, Stubber
 
-from conftest import BIN, ROOT, ansible_env
-
-MODULES = ROOT / "plugins" / "modules"
-FAKE_KEYS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
-HTML_500 = b"<!doctype html>\n<html lang=en>\n<title>500 Internal Server Error</title>\n"
+from conftest import BIN, FAKE_KEYS, HTML_500, ROOT, load_source, module_env
 
 
-def load_module():
-    spec = importlib.util.spec_from_file_location("aws_pricing_info", MODULES / "aws_pricing_info.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
-
-pricing_info = load_module()
+pricing_info = load_source("plugins/modules/aws_pricing_info.py")
 
 # One product as GetProducts returns it (a JSON string per product). SKU, rate code, offer version
 # and price are those of the us-east-1 t3.micro Linux On-Demand product in the AmazonEC2 offer
@@ -308,17 +297,7 @@ def test_later_pages_are_read(stubbed):
 
 
 def test_module_answers_every_item_unavailable_against_an_emulator_without_pricing(moto_endpoint, tmp_path):
-    env = ansible_env()
-    for name in [name for name in env if name.startswith("AWS_")]:
-        del env[name]
-    env.update(
-        ANSIBLE_LIBRARY=str(MODULES),
-        ANSIBLE_LOAD_CALLBACK_PLUGINS="1",
-        ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",
-        AWS_CONFIG_FILE=str(tmp_path / "no-aws-config"),
-        AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "no-aws-credentials"),
-        AWS_MAX_ATTEMPTS="1",
-    )
+    env = {**module_env(tmp_path), "AWS_MAX_ATTEMPTS": "1"}
     args = {
         "endpoint_url": moto_endpoint,
         "region": "sa-east-1",
