@@ -710,7 +710,7 @@ def test_the_secrets_and_logs_searched_are_not_empty(evidence, probe):
         "site.yml", "site.yml again", "site.yml --check --diff", "validate.yml --check --diff", "validate.yml",
         "deploy.yml acme (due)", "deploy.yml acme (not due)", "deploy.yml acme (unreachable)",
         "deploy.yml holding the lock", "teammate deploy.yml refused", "teammate deploy.yml", "teammate status.yml",
-        "destroy.yml unconfirmed", "destroy.yml --check --diff", "destroy.yml"}
+        "diagram.yml #1", "diagram.yml #2", "destroy.yml unconfirmed", "destroy.yml --check --diff", "destroy.yml"}
     assert all(evidence.outputs.values())
     empty = [name for name, text in evidence.logs.items() if not text.strip()]
     assert not empty, f"nothing read from {empty}"
