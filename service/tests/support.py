@@ -84,10 +84,16 @@ class Service:
         return records
 
     def stop(self, timeout: float = 30) -> int:
+        """SIGTERM, then the exit code; fails naming the last log lines if it does not exit in time."""
         if self.proc.poll() is None:
             self.proc.terminate()
         try:
             return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            tail = "\n".join(self.log_lines()[-15:])
+            raise AssertionError(f"{self.proc.args} did not exit within {timeout} s of SIGTERM; its log ends:\n{tail}") from None
         finally:
             self._log.close()
 

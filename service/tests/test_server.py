@@ -8,6 +8,7 @@ import threading
 import time
 import uuid
 
+import pgserver
 import psycopg
 import pytest
 import requests
@@ -241,3 +242,34 @@ def test_what_gunicorn_answers_itself_is_json_and_its_limits_leave_the_edge_to_n
     assert headers["content-type"].startswith("application/json"), headers
     if status >= 400:
         assert set(json.loads(body)) == {"error"}
+
+
+# gunicorn with the service's settings, but a worker that stalls just after fork, before
+# gunicorn installs the worker's own signal handlers (a busy machine can deschedule it there):
+# before the service's post_fork hook runs (the master's handler queues the stop) or after it.
+SLOW_FORK_CONF = """
+import time
+from togglemaster.gunicorn_conf import *  # noqa: F401,F403
+from togglemaster import gunicorn_conf as _service
+
+
+def post_fork(server, worker):
+    time.sleep({before})
+    _service.post_fork(server, worker)
+    time.sleep({after})
+"""
+
+
+@WORKER_KINDS
+@pytest.mark.parametrize(("before", "after"), [(2, 0), (0, 2)], ids=["stalled-before-the-hook", "stalled-after-the-hook"])
+def test_a_stop_sent_while_a_worker_is_being_forked_is_not_lost(db_url, tmp_path, before, after, threads):
+    conf = tmp_path / "slow_fork_conf.py"
+    conf.write_text(SLOW_FORK_CONF.format(before=before, after=after))
+    argv = [togglemaster_exe().rsplit("/", 1)[0] + "/python", "-m", "gunicorn", "-c", str(conf)]
+    env = env_for(db_url, HOST="127.0.0.1", PORT=str(pgserver.free_port()), WEB_CONCURRENCY="1", WEB_THREADS=threads)
+    service = Service(env, tmp_path / "fork.log", argv=argv)
+    service.wait_for_log(lambda records: any(r["message"].startswith("Booting worker") for r in records))
+    service.proc.send_signal(signal.SIGTERM)  # the master passes it on to the stalled worker
+    # Lost, the master would wait graceful_timeout (30 s) and then SIGKILL the worker.
+    assert service.stop(timeout=25) == 0
+    assert not [r for r in service.log_records() if "SIGKILL" in r["message"]]

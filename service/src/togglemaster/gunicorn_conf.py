@@ -5,6 +5,7 @@ inherited sockets and ignores `bind`; `togglemaster serve` execs gunicorn so the
 systemd named is gunicorn's.
 """
 import json as _json
+import signal as _signal
 
 from gunicorn import util as _gunicorn_util
 
@@ -52,6 +53,34 @@ preload_app = False
 # gunicorn >= 24 opens a control socket under $HOME by default; the service needs none
 # (and a hardened unit may have no writable home).
 control_socket_disable = True
+
+
+# A stop must reach a worker however early it comes. Until gunicorn installs a new worker's
+# own handlers (Worker.init_signals), the forked worker still runs the master's, which only
+# queue the signal in the worker's copy of the master's queue: a SIGTERM the master passes on
+# in that moment (a restart just after a worker was spawned) is lost, and the master waits
+# graceful_timeout before it SIGKILLs the worker. So the worker takes over SIGTERM at once,
+# and honours a stop already queued. Its handler only clears `alive` (the worker kinds' own
+# handlers need state that init_process has not built yet); a worker that is not alive
+# finishes booting and exits without serving.
+_STOPS = {_signal.SIGTERM, _signal.SIGINT, _signal.SIGQUIT}
+
+
+def post_fork(server, worker) -> None:
+    def stop(_signum, _frame) -> None:
+        worker.alive = False
+
+    _signal.signal(_signal.SIGTERM, stop)
+    queued = server.SIG_QUEUE  # gunicorn >= 24: a queue.SimpleQueue; before, a list
+    if isinstance(queued, list):
+        pending = queued[:]
+        queued.clear()
+    else:
+        pending = []
+        while not queued.empty():
+            pending.append(queued.get_nowait())
+    if _STOPS.intersection(pending):
+        worker.alive = False
 
 
 # What gunicorn refuses before the app sees it (what nginx lets through but gunicorn does not
