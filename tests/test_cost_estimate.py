@@ -123,6 +123,18 @@ def test_the_comparison_puts_the_gap_on_the_lines_both_tables_price():
     # Items both price: 7.30 + 14.60 = 21.90; 30.00 − 21.90 = 8.10 more in theirs.
     assert "the toolkit says $21.90, the seeds' table $30.00: $8.10 more in theirs" in text
     assert "| Public IPv4 addresses of the web instances × 1 | $3.65 | no | billed since 2024 |" in text
+    assert "no price for" not in text and "| **toolkit total** | **$" in text and "incomplete" not in text
+
+
+def test_the_comparison_says_when_a_line_both_tables_have_is_unpriced():
+    prices = {**PRICES, "prices": [p for p in PRICES["prices"] if p["item"] != "rds_instance_hour"]}
+    estimate = cost.cost_estimate(CONFIG, prices)
+    text = cost.cost_comparison(estimate, {"name": "the seeds", "usd_month": 30.0,
+                                           "items": ["ec2_instance_hour", "rds_instance_hour"]})
+    # Only the EC2 line is priced on both sides now: 30.00 − 7.30 = 22.70, which holds the RDS hours.
+    assert "the toolkit says $7.30, the seeds' table $30.00: $22.70 more in theirs" in text
+    assert "The toolkit has no price for RDS PostgreSQL db.t4g.micro, Single-AZ, so that gap includes its cost." in text
+    assert "(incomplete: a line has no price)" in text.split("**toolkit total**")[1].split("\n")[0]
 
 
 def load_bundled() -> dict:

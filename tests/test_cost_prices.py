@@ -35,8 +35,6 @@ REQUIRED_ALLOWANCES = {"data_transfer_out_free": ("",), "rds_backup_free": ("",)
 # region could be found and cited on 2026-12-07 (see the file's `notes`). The estimate says
 # "no price" for them unless the Price List API answers. Remove an entry when its price is added.
 KNOWN_MISSING = {
-    ("ec2_instance_hour", "sa-east-1", "t3.micro"),
-    ("ec2_instance_hour", "sa-east-1", "t3.small"),
     ("rds_instance_hour", "sa-east-1", "db.t4g.micro/single"),
     ("rds_instance_hour", "sa-east-1", "db.t4g.micro/multi"),
     ("rds_instance_hour", "sa-east-1", "db.t4g.small/single"),

@@ -134,6 +134,10 @@ def _usd(value: float | None, digits: int = 2) -> str:
     return "no price" if value is None else f"${value:,.{digits}f}"
 
 
+def _total(estimate: dict[str, Any]) -> str:
+    return _usd(estimate["total_usd"]) + ("" if estimate["complete"] else " (incomplete: a line has no price)")
+
+
 def cost_table(estimate: dict[str, Any]) -> str:
     """The estimate as a Markdown table, the sources after it."""
     rows = [
@@ -150,7 +154,7 @@ def cost_table(estimate: dict[str, Any]) -> str:
             sources.append(source)
         rows.append(f"| {line['label']} | {line['quantity']:,g} {line['unit']} | {_usd(line['usd_unit'], 4)} "
                     f"| {_usd(line['usd_month'])} | {line['basis']} [{sources.index(source) + 1}] |")
-    total = _usd(estimate["total_usd"]) + ("" if estimate["complete"] else " (incomplete: a line has no price)")
+    total = _total(estimate)
     rows.append(f"| **total, {estimate['region']}, topology {estimate['topology']}** | | | **{total}** | |")
     rows.append("")
     assumed = [line["assumption"] for line in estimate["lines"] if line["assumption"]]
@@ -173,19 +177,23 @@ def cost_comparison(estimate: dict[str, Any], reference: dict[str, Any]) -> str:
         "|---|---:|---|---|",
     ]
     inside = 0.0
+    unpriced = []
     for line in estimate["lines"]:
         priced_there = line["item"] in included
+        if priced_there and line["usd_month"] is None:
+            unpriced.append(line["label"])
         inside += line["usd_month"] if priced_there and line["usd_month"] is not None else 0.0
         why = notes.get(line["item"], "" if priced_there else "not in their table")
         rows.append(f"| {line['label']} | {_usd(line['usd_month'])} | {'yes' if priced_there else 'no'} | {why} |")
     gap = round(float(reference["usd_month"]) - inside, 2)
     rows += [
-        f"| **toolkit total** | **{_usd(estimate['total_usd'])}** | | |",
+        f"| **toolkit total** | **{_total(estimate)}** | | |",
         f"| **{theirs} total** | **{_usd(float(reference['usd_month']))}** | | |",
         "",
         f"On the items both tables price, the toolkit says {_usd(inside)}, {theirs} table "
         f"{_usd(float(reference['usd_month']))}: {_usd(abs(gap))} {'more' if gap >= 0 else 'less'} in theirs. "
-        f"Their table gives a total only, so that part of the difference cannot be put on one line.",
+        + (f"The toolkit has no price for {', '.join(unpriced)}, so that gap includes its cost. " if unpriced else "")
+        + "Their table gives a total only, so that part of the difference cannot be put on one line.",
     ]
     return "\n".join(rows)
 
