@@ -52,6 +52,13 @@ def test_postgresql_refuses_a_port_out_of_range(tmp_path, port):
         assert "postgresql_port" in output and "int" in output
 
 
+@pytest.mark.parametrize("proxy", ["10.0.0.0/8; deny all", "lb.example.com"])
+def test_reverse_proxy_refuses_a_trusted_proxy_that_is_not_an_address(tmp_path, proxy):
+    # Written into nginx's configuration as is: anything but an address or a CIDR is refused first.
+    output = run_role(tmp_path, "reverse_proxy", {"reverse_proxy_trusted_proxies": [proxy]}, tasks_from="config")
+    assert "reverse_proxy_trusted_proxies a list of addresses or CIDRs" in output
+
+
 def test_base_refuses_a_play_that_logs_in_as_root_over_ssh(tmp_path):
     # The check runs on the controller before any change, so nothing is ever reached over SSH.
     output = run_role(tmp_path, "base", {"ansible_connection": "ssh", "ansible_user": "root",

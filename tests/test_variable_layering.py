@@ -7,10 +7,14 @@ inventory group_vars/all < playbook group_vars/all (playbooks/group_vars/all)
 
 from __future__ import annotations
 
+import json
+import re
+import subprocess
+
 import pytest
 import yaml
 
-from conftest import ROOT
+from conftest import BIN, ROOT, ansible_env
 
 ENVIRONMENTS = ("local", "staging", "production")
 SHARED = yaml.safe_load((ROOT / "playbooks/group_vars/all/main.yml").read_text())
@@ -81,3 +85,21 @@ def test_region_and_project_are_set_once_in_the_shared_defaults(environment):
         text = path.read_text()
         assert SHARED["aws_region"] not in text, f"{path.relative_to(ROOT)} names the region"
         assert SHARED["project_name"] not in text, f"{path.relative_to(ROOT)} names the project"
+
+
+def resolved(environment: str, *shown: str, **extra) -> dict:
+    """Variables as a playbook resolves them for the environment's control host (tests/playbooks/show_vars.yml)."""
+    cmd = [str(BIN / "ansible-playbook"), "-i", f"inventories/{environment}", "tests/playbooks/show_vars.yml",
+           "-e", json.dumps({"shown": list(shown), **extra})]
+    out = subprocess.run(cmd, cwd=ROOT, env=ansible_env(), capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
+    return json.loads(re.search(r'"msg": "resolved=(.*)"', out.stdout).group(1).replace('\\"', '"'))
+
+
+@pytest.mark.parametrize(("topology", "trusted"), [("ha", ["10.30.0.0/16"]), ("single", [])])
+def test_nginx_trusts_the_vpc_range_for_client_addresses_behind_the_alb(topology, trusted):
+    """The ALB's nodes live in the VPC: its range (the provisioning outputs) is where nginx takes
+    the client's address from X-Forwarded-For; without a load balancer, from nowhere."""
+    shown = resolved("staging", "reverse_proxy_trusted_proxies", topology=topology,
+                     provision_outputs={"vpc_cidr": "10.30.0.0/16"})
+    assert shown == {"reverse_proxy_trusted_proxies": trusted}

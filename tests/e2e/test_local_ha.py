@@ -21,6 +21,7 @@ import os
 import subprocess
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 
 import boto3
@@ -29,7 +30,7 @@ from cryptography import x509
 
 from conftest import BIN
 from emulated_aws import clients, tagged_resources, undrawn
-from local_demo import HA, STATE, Load, Scenario, get_json, recap, served_certificate, sh
+from local_demo import HA, STATE, Load, Scenario, get_json, recap, send, served_certificate, sh
 
 WEB = ("tm-local-web", "tm-local-web-2")
 LB = "tm-local-lb"
@@ -236,6 +237,25 @@ def test_the_diagram_gains_the_load_balancer_and_the_second_web_host(scenario, f
     svg = (STATE / "architecture.svg").read_text()
     assert undrawn(svg, found) == []
     assert "togglemaster-local" in svg, "the load balancer"
+
+
+def docker_out(*args: str) -> str:
+    proc = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.strip()
+
+
+def test_the_web_hosts_see_the_client_not_the_load_balancer(first_run):
+    """nginx takes the client's address from HAProxy's X-Forwarded-For (lb_trusted_proxies): the
+    address HAProxy saw, here the Docker network's gateway; not HAProxy's, nor one the client wrote."""
+    request_id = f"client-probe-{uuid.uuid4().hex[:12]}"
+    assert send("GET", "/health", {"X-Request-ID": request_id, "X-Forwarded-For": "198.51.100.1"}) == 200
+    entries = [json.loads(line) for host in WEB for line in docker_out(
+        "exec", host, "sh", "-c", f"grep -h {request_id} /var/log/nginx/togglemaster.access.log || true").splitlines()]
+    assert len(entries) == 1, entries
+    balancer = docker_out("inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", LB)
+    gateway = docker_out("network", "inspect", "-f", "{{range .IPAM.Config}}{{.Gateway}}{{end}}", "togglemaster-local")
+    assert entries[0]["remote_addr"] == gateway != balancer, (entries[0], balancer)
 
 
 def test_validate_runs_through_the_load_balancer(first_run):

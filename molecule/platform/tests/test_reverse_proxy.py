@@ -323,6 +323,15 @@ def test_forwarded_for_is_the_client_address_alone(host, address):
     assert "203.0.113.7" not in forwarded
 
 
+def test_behind_a_trusted_proxy_the_client_is_the_last_address_it_names(host):
+    """converge trusts 127.0.0.1 as a load balancer: what it names last is the client; an address
+    a client wrote before it is not, and the service is told the same address as the log."""
+    out = host.check_output("curl -ksS -H 'X-Request-ID: realip-probe' "
+                            "-H 'X-Forwarded-For: 198.51.100.1, 203.0.113.9' https://127.0.0.1/")
+    assert json.loads(out)["headers"]["X-Forwarded-For"] == "203.0.113.9"
+    assert _log_entry(host, "realip-probe")["remote_addr"] == "203.0.113.9"
+
+
 def test_access_log_lines_are_json(host):
     host.check_output("curl -ksS -o /dev/null -H 'X-Request-ID: log-probe-1' -A 'quote\" agent' "
                       "'https://127.0.0.1/log-probe?token=query-secret-1'")

@@ -180,6 +180,7 @@ def test_outputs_are_kept_in_aws_and_match_the_api(aws, ec2, outputs, vpc):
     assert parameter["Type"] == "String"
     assert not (STATE_DIR / "outputs.yml").exists()
     assert outputs["vpc_id"] == vpc["VpcId"]
+    assert outputs["vpc_cidr"] == vpc["CidrBlock"]
     assert outputs["ssh_user"] == "admin"
     ids = [i["id"] for i in outputs["web_instances"]]
     described = {
