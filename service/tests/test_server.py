@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import signal
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -265,7 +266,7 @@ def post_fork(server, worker):
 def test_a_stop_sent_while_a_worker_is_being_forked_is_not_lost(db_url, tmp_path, before, after, threads):
     conf = tmp_path / "slow_fork_conf.py"
     conf.write_text(SLOW_FORK_CONF.format(before=before, after=after))
-    argv = [togglemaster_exe().rsplit("/", 1)[0] + "/python", "-m", "gunicorn", "-c", str(conf)]
+    argv = [sys.executable, "-m", "gunicorn", "-c", str(conf)]
     env = env_for(db_url, HOST="127.0.0.1", PORT=str(pgserver.free_port()), WEB_CONCURRENCY="1", WEB_THREADS=threads)
     service = Service(env, tmp_path / "fork.log", argv=argv)
     service.wait_for_log(lambda records: any(r["message"].startswith("Booting worker") for r in records))

@@ -32,6 +32,8 @@ ACME_ROOT = STATE / "acme/root.pem"
 KEY = STATE / "ssh/id_ed25519"
 SINGLE = ("-i", "inventories/local")
 HA = ("-i", "inventories/local", "-i", "inventories/local-ha")
+# The Docker network of the local environment's containers (scripts/local-env.sh).
+NETWORK = "togglemaster-local"
 
 
 def sh(*cmd: str, check: bool = True, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -39,6 +41,18 @@ def sh(*cmd: str, check: bool = True, env: dict[str, str] | None = None) -> subp
     if check and proc.returncode != 0:
         pytest.fail(f"{' '.join(cmd)} exited {proc.returncode}:\n{proc.stdout[-4000:]}\n{proc.stderr[-2000:]}")
     return proc
+
+
+def docker_out(*args: str) -> str:
+    """What a docker command prints, stripped; fails on a non-zero exit."""
+    proc = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.strip()
+
+
+def container_address(name: str) -> str:
+    """A container's address on the local environment's network."""
+    return docker_out("inspect", "-f", f"{{{{(index .NetworkSettings.Networks \"{NETWORK}\").IPAddress}}}}", name)
 
 
 def recap(output: str) -> dict[str, tuple[int, int, int]]:

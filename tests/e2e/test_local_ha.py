@@ -30,7 +30,8 @@ from cryptography import x509
 
 from conftest import BIN
 from emulated_aws import clients, tagged_resources, undrawn
-from local_demo import HA, STATE, Load, Scenario, get_json, recap, send, served_certificate, sh
+from local_demo import (HA, NETWORK, STATE, Load, Scenario, container_address, docker_out, get_json, recap, send,
+                        served_certificate, sh)
 
 WEB = ("tm-local-web", "tm-local-web-2")
 LB = "tm-local-lb"
@@ -42,17 +43,13 @@ def lb_servers() -> dict[str, str]:
     """Each web host's state in the load balancer's backend (UP, DOWN, MAINT, ...), from its runtime API."""
     script = ("import socket; s = socket.socket(socket.AF_UNIX); s.connect('/run/haproxy/admin.sock'); "
               "s.sendall(b'show stat\\n'); print(s.makefile().read())")
-    proc = subprocess.run(["docker", "exec", LB, "python3", "-c", script], capture_output=True, text=True, timeout=30)
-    assert proc.returncode == 0, proc.stderr
-    rows = [line.split(",") for line in proc.stdout.splitlines() if line and not line.startswith("#")]
+    rows = [line.split(",") for line in docker_out("exec", LB, "python3", "-c", script).splitlines()
+            if line and not line.startswith("#")]
     return {row[1]: row[17] for row in rows if row[0] == BACKEND and row[1] in WEB}
 
 
 def live_release(host: str) -> str:
-    proc = subprocess.run(["docker", "exec", host, "readlink", "/opt/togglemaster/current"],
-                          capture_output=True, text=True, timeout=30)
-    assert proc.returncode == 0, proc.stderr
-    return proc.stdout.strip().rsplit("/", 1)[-1]
+    return docker_out("exec", host, "readlink", "/opt/togglemaster/current").rsplit("/", 1)[-1]
 
 
 def secret(name: str) -> str:
@@ -239,12 +236,6 @@ def test_the_diagram_gains_the_load_balancer_and_the_second_web_host(scenario, f
     assert "togglemaster-local" in svg, "the load balancer"
 
 
-def docker_out(*args: str) -> str:
-    proc = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=30)
-    assert proc.returncode == 0, proc.stderr
-    return proc.stdout.strip()
-
-
 def test_the_web_hosts_see_the_client_not_the_load_balancer(first_run):
     """nginx takes the client's address from HAProxy's X-Forwarded-For (lb_trusted_proxies): the
     address HAProxy saw, here the Docker network's gateway; not HAProxy's, nor one the client wrote."""
@@ -253,8 +244,8 @@ def test_the_web_hosts_see_the_client_not_the_load_balancer(first_run):
     entries = [json.loads(line) for host in WEB for line in docker_out(
         "exec", host, "sh", "-c", f"grep -h {request_id} /var/log/nginx/togglemaster.access.log || true").splitlines()]
     assert len(entries) == 1, entries
-    balancer = docker_out("inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", LB)
-    gateway = docker_out("network", "inspect", "-f", "{{range .IPAM.Config}}{{.Gateway}}{{end}}", "togglemaster-local")
+    balancer = container_address(LB)
+    gateway = docker_out("network", "inspect", "-f", "{{range .IPAM.Config}}{{.Gateway}}{{end}}", NETWORK)
     assert entries[0]["remote_addr"] == gateway != balancer, (entries[0], balancer)
 
 

@@ -40,13 +40,13 @@ import yaml
 
 from conftest import BIN, ROOT, ansible_env
 from emulated_aws import KINDS, clients, tagged_resources, undrawn
-from local_demo import BASE, DOMAIN, KEY, PLAIN_BASE, STATE, Scenario, get_json, recap, send, served_certificate, sh
+from local_demo import (BASE, DOMAIN, KEY, NETWORK, PLAIN_BASE, STATE, Scenario, container_address, get_json, recap, send,
+                        served_certificate, sh)
 
 ACME_DNS_API = "http://127.0.0.1:8055"
 ACME_DAEMONS = ("pebble", "pebble-challtestsrv")
 SSH_PORTS = {"tm-local-web": 2222, "tm-local-db": 2223}
 CONTAINERS = tuple(SSH_PORTS)
-NETWORK = "togglemaster-local"
 MOTO_PORT = 5050
 DESTROY = ("destroy.yml", "-e", "confirm_destroy=local", "-e", "aws_rds_skip_final_snapshot=true")
 # Where the local environment keeps its state in the emulated SSM Parameter Store (ssm_path).
@@ -278,8 +278,7 @@ def acme(scenario, second_run, check_runs, validate_run) -> Acme:
     after_renewal = scenario.playbook("deploy.yml acme (not due)", *phase)
     files_before = web_certificate_files()
     # The ACME server's DNS now sends its check to the database host, where nothing answers on port 80.
-    db_address = subprocess.run(["docker", "inspect", "-f", f"{{{{(index .NetworkSettings.Networks \"{NETWORK}\").IPAddress}}}}",
-                                 "tm-local-db"], capture_output=True, text=True, check=True).stdout.strip()
+    db_address = container_address("tm-local-db")
     acme_dns("/add-a", {"host": DOMAIN, "addresses": [db_address]})
     try:
         unreachable = scenario.playbook("deploy.yml acme (unreachable)", *phase, "-e", "acme_certificate_remaining_days=100",
