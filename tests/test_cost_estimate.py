@@ -60,7 +60,7 @@ def test_single_topology_prices_each_line_and_the_total():
         "EBS gp3 root volumes, 1 × 10 GB": 1.00,                         # 10 GB × 0.1
         "Public IPv4 addresses of the web instances × 1": 3.65,          # 730 h × 0.005
         "RDS PostgreSQL db.t4g.micro, Single-AZ": 14.60,                 # 730 h × 0.02
-        "RDS gp3 storage, 20 GB": 4.00,                                  # 20 GB × 0.2
+        "RDS gp3 storage, 20 GB, Single-AZ": 4.00,                       # 20 GB × 0.2
         "RDS backup storage beyond the free allowance": 1.00,            # (30 − 20) GB × 0.1
         "SSM Parameter Store standard parameters × 6": 0.00,
         "KMS: the AWS managed key alias/aws/ssm": 0.00,
@@ -79,7 +79,7 @@ def test_ha_topology_adds_the_load_balancer_and_scales_the_web_lines():
     assert lines["EBS gp3 root volumes, 3 × 10 GB"] == 3.00
     assert lines["Public IPv4 addresses of the web instances × 3"] == 10.95
     assert lines["RDS PostgreSQL db.t4g.micro, Multi-AZ"] == 29.20
-    assert lines["RDS gp3 storage, 20 GB"] == 8.00
+    assert lines["RDS gp3 storage, 20 GB, Multi-AZ"] == 8.00
     assert lines["Application Load Balancer hours"] == 21.90                   # 730 h × 0.03
     assert lines["Load balancer capacity units (LCU)"] == 14.60                # 2 LCU × 730 h × 0.01
     assert lines["Public IPv4 addresses of the load balancer × 2 zones"] == 7.30

@@ -39,7 +39,6 @@ KNOWN_MISSING = {
     ("rds_instance_hour", "sa-east-1", "db.t4g.micro/multi"),
     ("rds_instance_hour", "sa-east-1", "db.t4g.small/single"),
     ("rds_instance_hour", "sa-east-1", "db.t4g.small/multi"),
-    ("rds_gp3_gb_month", "sa-east-1", "multi"),
     ("rds_gp3_gb_month", "us-east-1", "multi"),
     ("rds_backup_gb_month", "sa-east-1", ""),
 }

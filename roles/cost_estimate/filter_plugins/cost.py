@@ -30,6 +30,7 @@ def _planned_lines(config: dict[str, Any]) -> list[dict[str, Any]]:
     hours = HOURS_PER_MONTH
     web = int(config["web_instance_count"])
     deployment = "multi" if bool(config["db_multi_az"]) else "single"
+    deployment_name = "Multi-AZ" if deployment == "multi" else "Single-AZ"
     storage = float(config["db_storage_gb"])
     lines = [
         _line("ec2_instance_hour", config["web_instance_type"],
@@ -38,9 +39,9 @@ def _planned_lines(config: dict[str, Any]) -> list[dict[str, Any]]:
               web * float(config["web_root_volume_gb"]), "GB-month"),
         _line("public_ipv4_hour", "", f"Public IPv4 addresses of the web instances × {web}", web * hours, "hour"),
         _line("rds_instance_hour", f"{config['db_instance_class']}/{deployment}",
-              f"RDS PostgreSQL {config['db_instance_class']}, {'Multi-AZ' if deployment == 'multi' else 'Single-AZ'}",
-              hours, "hour"),
-        _line("rds_gp3_gb_month", deployment, f"RDS gp3 storage, {storage:g} GB", storage, "GB-month"),
+              f"RDS PostgreSQL {config['db_instance_class']}, {deployment_name}", hours, "hour"),
+        _line("rds_gp3_gb_month", deployment, f"RDS gp3 storage, {storage:g} GB, {deployment_name}", storage,
+              "GB-month"),
     ]
     backup = float(config["db_backup_gb"])
     lines.append(_line("rds_backup_gb_month", "", "RDS backup storage beyond the free allowance",
