@@ -71,14 +71,10 @@ def post_fork(server, worker) -> None:
         worker.alive = False
 
     _signal.signal(_signal.SIGTERM, stop)
-    queued = server.SIG_QUEUE  # gunicorn >= 24: a queue.SimpleQueue; before, a list
-    if isinstance(queued, list):
-        pending = queued[:]
-        queued.clear()
-    else:
-        pending = []
-        while not queued.empty():
-            pending.append(queued.get_nowait())
+    queued = server.SIG_QUEUE  # a queue.SimpleQueue since gunicorn 24
+    pending = []
+    while not queued.empty():
+        pending.append(queued.get_nowait())
     if _STOPS.intersection(pending):
         worker.alive = False
 
