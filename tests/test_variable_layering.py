@@ -96,10 +96,22 @@ def resolved(environment: str, *shown: str, **extra) -> dict:
     return json.loads(re.search(r'"msg": "resolved=(.*)"', out.stdout).group(1).replace('\\"', '"'))
 
 
-@pytest.mark.parametrize(("topology", "trusted"), [("ha", ["10.30.0.0/16"]), ("single", [])])
-def test_nginx_trusts_the_vpc_range_for_client_addresses_behind_the_alb(topology, trusted):
-    """The ALB's nodes live in the VPC: its range (the provisioning outputs) is where nginx takes
-    the client's address from X-Forwarded-For; without a load balancer, from nowhere."""
-    shown = resolved("staging", "reverse_proxy_trusted_proxies", topology=topology,
-                     provision_outputs={"vpc_cidr": "10.30.0.0/16"})
+PUBLIC_RANGES = ["10.30.0.0/24", "10.30.1.0/24"]
+
+
+@pytest.mark.parametrize(
+    ("topology", "outputs", "trusted"),
+    [
+        ("ha", {"vpc_cidr": "10.30.0.0/16", "public_subnet_cidrs": PUBLIC_RANGES}, PUBLIC_RANGES),
+        ("ha", {"vpc_cidr": "10.30.0.0/16"}, ["10.30.0.0/16"]),
+        ("ha", {}, []),
+        ("single", {"vpc_cidr": "10.30.0.0/16", "public_subnet_cidrs": PUBLIC_RANGES}, []),
+    ],
+    ids=["ha", "ha-outputs-without-subnet-ranges", "ha-no-outputs", "single"],
+)
+def test_nginx_trusts_the_public_subnets_for_client_addresses_behind_the_alb(topology, outputs, trusted):
+    """The ALB's nodes live in the public subnets: their ranges (the provisioning outputs) are where
+    nginx takes the client's address from X-Forwarded-For; outputs from before they were recorded
+    give the VPC's range; without a load balancer, nowhere."""
+    shown = resolved("staging", "reverse_proxy_trusted_proxies", topology=topology, provision_outputs=outputs)
     assert shown == {"reverse_proxy_trusted_proxies": trusted}

@@ -181,6 +181,9 @@ def test_outputs_are_kept_in_aws_and_match_the_api(aws, ec2, outputs, vpc):
     assert not (STATE_DIR / "outputs.yml").exists()
     assert outputs["vpc_id"] == vpc["VpcId"]
     assert outputs["vpc_cidr"] == vpc["CidrBlock"]
+    public = ec2.describe_subnets(SubnetIds=outputs["public_subnet_ids"])["Subnets"]
+    by_id = {subnet["SubnetId"]: subnet["CidrBlock"] for subnet in public}
+    assert outputs["public_subnet_cidrs"] == [by_id[i] for i in outputs["public_subnet_ids"]]
     assert outputs["ssh_user"] == "admin"
     ids = [i["id"] for i in outputs["web_instances"]]
     described = {
