@@ -115,3 +115,17 @@ def test_nginx_trusts_the_public_subnets_for_client_addresses_behind_the_alb(top
     give the VPC's range; without a load balancer, nowhere."""
     shown = resolved("staging", "reverse_proxy_trusted_proxies", topology=topology, provision_outputs=outputs)
     assert shown == {"reverse_proxy_trusted_proxies": trusted}
+
+
+@pytest.mark.parametrize("key_exists", (True, False), ids=("project-key-here", "no-project-key"))
+def test_ssh_offers_only_the_project_key_when_this_laptop_has_it(tmp_path, key_exists):
+    """sshd ends a connection after MaxAuthTries keys: with the project's key file, ssh offers it
+    alone; without it (a teammate's clone), ssh falls back to the agent and ~/.ssh."""
+    key = tmp_path / "id_ed25519"
+    if key_exists:
+        key.write_text("not a real key\n")
+    shown = resolved("staging", "ansible_ssh_private_key_file", "ansible_ssh_common_args",
+                     aws_keypair_generated_key_file=str(key))
+    assert shown["ansible_ssh_private_key_file"] == (str(key) if key_exists else "")
+    assert ("IdentitiesOnly=yes" in shown["ansible_ssh_common_args"]) is key_exists
+    assert "StrictHostKeyChecking=accept-new" in shown["ansible_ssh_common_args"]
