@@ -129,3 +129,12 @@ def test_ssh_offers_only_the_project_key_when_this_laptop_has_it(tmp_path, key_e
     assert shown["ansible_ssh_private_key_file"] == (str(key) if key_exists else "")
     assert ("IdentitiesOnly=yes" in shown["ansible_ssh_common_args"]) is key_exists
     assert "StrictHostKeyChecking=accept-new" in shown["ansible_ssh_common_args"]
+
+
+def test_the_service_port_is_set_once_for_the_service_nginx_and_status():
+    """The socket the service listens on, the upstream nginx passes to and the URL status.yml asks
+    follow one project variable: a port changed there moves all three."""
+    names = ("flag_service_port", "reverse_proxy_upstream_port", "env_status_ready_url")
+    shown = resolved("staging", *names, service_port=8100)
+    assert shown == {"flag_service_port": 8100, "reverse_proxy_upstream_port": 8100,
+                     "env_status_ready_url": "http://127.0.0.1:8100/ready"}
