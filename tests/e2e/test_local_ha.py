@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import threading
 import time
@@ -299,6 +300,17 @@ def test_status_shows_the_load_balancer_and_its_targets(status_run):
     line = next((line for line in status_run.stdout.splitlines() if "Balancer   togglemaster-local " in line), "")
     assert line, status_run.stdout[-3000:]
     assert line.count(" healthy") == len(WEB), line
+
+
+def test_status_shows_the_certificate_the_load_balancer_serves_and_none_for_the_web_hosts(status_run):
+    lines = status_run.stdout.splitlines()
+    at = next((i for i, line in enumerate(lines) if "Balancer   togglemaster-local " in line), None)
+    assert at is not None, status_run.stdout[-3000:]
+    served = re.search(r"certificate localhost, issued by Pebble Intermediate CA \S+, (\d+) days left", lines[at + 1])
+    assert served and 80 <= int(served[1]) <= 90, lines[at:at + 2]
+    # The web hosts serve plain HTTP to the load balancer: no certificate line of their own.
+    shown = [line for line in lines if re.match(r'\s*"\s+certificate ', line)]
+    assert shown == [lines[at + 1]], status_run.stdout[-3000:]
 
 
 # --- destroyed ---------------------------------------------------------------------------
