@@ -302,7 +302,7 @@ def test_status_shows_the_load_balancer_and_its_targets(status_run):
     assert line.count(" healthy") == len(WEB), line
 
 
-def test_status_shows_the_certificate_the_load_balancer_serves_and_none_for_the_web_hosts(status_run):
+def test_status_shows_the_certificate_in_acm_for_the_load_balancer_and_none_for_the_web_hosts(status_run):
     lines = status_run.stdout.splitlines()
     at = next((i for i, line in enumerate(lines) if "Balancer   togglemaster-local " in line), None)
     assert at is not None, status_run.stdout[-3000:]
